@@ -1,0 +1,1 @@
+"""Defenses: adversarial training, mixup defenses, diffusion purification, randomized smoothing (later issues)."""

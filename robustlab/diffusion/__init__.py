@@ -1,0 +1,1 @@
+"""Diffusion models of audio features for augmentation and purification (later issues)."""

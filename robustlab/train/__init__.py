@@ -1,0 +1,7 @@
+"""Training: recipes (TOML -> validated dataclass) and the trainer (PSLA switches: balanced sampling,
+SpecAugment, mixup, weight averaging)."""
+
+from .recipe import Recipe, RecipeError, find_recipe, list_recipes, load_recipe
+from .trainer import TrainResult, train
+
+__all__ = ["Recipe", "RecipeError", "TrainResult", "find_recipe", "list_recipes", "load_recipe", "train"]
