@@ -1,0 +1,217 @@
+"""Attack-engine performance harness (not a unit test).
+
+    python benchmarks/attacks.py [--quick] [--model vggish.base_fsdd] [--batch 64] [--steps 20]
+
+On a trained zoo model (default ``vggish.base_fsdd`` via ``robustlab.zoo.get_or_train``) and its FSDD test
+batch, PGD-Linf (eps 0.002, ``--steps`` steps, random start) is timed against:
+
+* ``overhead_ratio``  = our PGD time / (steps x one forward+backward w.r.t. the input of the same batch, with
+  frozen parameters: the floor any gradient attack pays)                                   target <= 1.10
+* ``vs_torchattacks`` = our PGD time / torchattacks.PGD on the [0, 1]-wrapped model, same batch/steps
+                                                                                           target <= 1.0
+* ``vs_art``          = our PGD time / ART ProjectedGradientDescentPyTorch (same eps, step, steps,
+  one random init)                                                                         target <= 0.5
+* ``potency_cost_ratio`` = our eps* search (``potency.eps_star``, method "min-eps") / (10 x PGD-20), the cost
+  of a 10-step bisection with PGD-20 on a 1024-point grid (equal precision: the grid). Without ``--quick`` the
+  real bisection (``method="bisection"``, PGD without early stop) is also run and its eps* compared.
+                                                                                           target <= 0.25
+
+All ratios come from one run; times are medians of ``--reps`` repetitions (``--quick``: fewer). Results go to
+``benchmarks/results/attacks.json`` (written atomically) with raw times and machine info.
+``--model`` also accepts an architecture name (e.g. ``m5``): random weights on the FSDD spec, for development.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import robustlab
+import robustlab.attacks as ra
+
+log = logging.getLogger("benchmarks.attacks")
+RESULTS = Path(__file__).resolve().parent / "results" / "attacks.json"
+
+
+def load(model_id: str, n: int) -> tuple[nn.Module, dict[str, torch.Tensor], str]:
+    """The model, a test batch of n examples and a description of where the model came from."""
+    from robustlab.data import collate
+
+    if "." in model_id:
+        import robustlab.zoo as zoo
+
+        model = zoo.get_or_train(model_id)
+        ds = zoo.dataset_for(model_id, "test")
+        source = f"zoo {model_id}"
+    else:
+        from robustlab import data as rdata
+        from robustlab.models import ModelSpec, create
+
+        ds = rdata.get("fsdd", "test")
+        model = create(model_id, ModelSpec.from_dataset(ds.spec))
+        source = f"{model_id} random weights (development only)"
+    batch = collate([ds[i] for i in range(min(n, len(ds)))])
+    return model.eval(), batch, source
+
+
+def timed(fn, reps: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+class Unit(nn.Module):
+    """[0, 1]-domain view of an audio model for torchattacks/ART (audio bounds (-1, 1))."""
+
+    def __init__(self, model: nn.Module, four_d: bool) -> None:
+        super().__init__()
+        self.model, self.four_d = model, four_d
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        x = u.reshape(u.shape[0], -1) * 2 - 1
+        return self.model({"audio": x})
+
+
+class Native(nn.Module):
+    """Audio model on a plain (B, T) tensor (for ART, which clips to clip_values itself)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model({"audio": x})
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, no real bisection baseline")
+    ap.add_argument("--model", default="vggish.base_fsdd", help="zoo id, or an arch name for random weights")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--eps", type=float, default=0.002)
+    ap.add_argument("--reps", type=int, default=None, help="repetitions per timing (default 5, quick 2)")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    reps = args.reps or (2 if args.quick else 5)
+    model, batch, source = load(args.model, args.batch)
+    x, y = batch["audio"], batch["label"]
+    threat = ra.Threat("linf", args.eps, "audio")
+    steps = args.steps
+    res: dict[str, Any] = {"model": args.model, "model_source": source, "batch": int(x.shape[0]),
+                           "samples": int(x.shape[1]), "steps": steps, "eps": args.eps, "quick": args.quick,
+                           "reps": reps}
+    with torch.no_grad():
+        res["clean_accuracy"] = float((model(batch).argmax(1) == y).float().mean())
+
+    # floor: one forward + backward w.r.t. the input, parameters frozen
+    def fwd_bwd() -> None:
+        xi = x.clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model({"audio": xi}), y)
+        torch.autograd.grad(loss, [xi])
+
+    with ra.attack_mode(model):
+        fwd_bwd()  # warm-up
+        t_fb, raw_fb = timed(fwd_bwd, reps + 2)
+    pgd = ra.PGD(model, threat, steps=steps)
+    pgd(batch)  # warm-up
+    t_ours, raw_ours = timed(lambda: pgd(batch), reps)
+    adv = pgd(batch)
+    with torch.no_grad():
+        res["robust_accuracy_ours"] = float((model(adv).argmax(1) == y).float().mean())
+    res["overhead_ratio"] = t_ours / (steps * t_fb)
+    log.info("fwd+bwd %.3fs, our PGD-%d %.3fs -> overhead %.3f", t_fb, steps, t_ours, res["overhead_ratio"])
+
+    import torchattacks
+
+    unit = Unit(model, four_d=False).eval()
+    ta = torchattacks.PGD(unit, eps=args.eps / 2, alpha=2.5 * args.eps / 2 / steps, steps=steps,
+                          random_start=True)
+    u = ((x + 1) / 2).clamp(0, 1)
+    ta(u, y)
+    t_ta, raw_ta = timed(lambda: ta(u, y), reps)
+    ua = ta(u, y)
+    with torch.no_grad():
+        res["robust_accuracy_torchattacks"] = float((unit(ua).argmax(1) == y).float().mean())
+    res["vs_torchattacks"] = t_ours / t_ta
+    log.info("torchattacks PGD %.3fs -> ratio %.3f", t_ta, res["vs_torchattacks"])
+
+    try:
+        from art.attacks.evasion import ProjectedGradientDescentPyTorch
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError as e:  # pragma: no cover - bench extra not installed
+        res["vs_art"] = None
+        res["art_error"] = str(e)
+    else:
+        clf = PyTorchClassifier(Native(model), loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+                                nb_classes=model.spec.num_classes, clip_values=(-1.0, 1.0), device_type="cpu")
+        art = ProjectedGradientDescentPyTorch(clf, norm=np.inf, eps=args.eps, eps_step=2.5 * args.eps / steps,
+                                              max_iter=steps, num_random_init=1, batch_size=x.shape[0],
+                                              verbose=False)
+        xn, yn = x.numpy(), y.numpy()
+        art_reps = max(1, reps // 2)
+        t_art, raw_art = timed(lambda: art.generate(xn, yn), art_reps)
+        res["vs_art"] = t_ours / t_art
+        res["times_s_art"] = raw_art
+        log.info("ART PGD %.3fs -> ratio %.3f", t_art, res["vs_art"])
+
+    # potency: eps* on a 1024-point grid (10 bisection steps' precision)
+    grid = np.geomspace(1e-5, 0.05, 1024).tolist()
+    t0 = time.perf_counter()
+    ours = ra.potency.eps_star(model, batch, "linf", "audio", grid, steps=steps)
+    t_pot = time.perf_counter() - t0
+    t_pgd_std = t_ours  # one PGD-20 run, no early stop
+    res["potency"] = {"eps_star": ours["eps_star"], "deactivation_level": ours["deactivation_level"],
+                      "attack_runs": ours["attack_runs"], "time_s": t_pot}
+    res["potency_cost_ratio"] = t_pot / (10 * t_pgd_std)
+    log.info("eps* %s in %.2fs (%d attack runs) -> potency ratio %.3f", ours["eps_star"], t_pot,
+             len(ours["attack_runs"]), res["potency_cost_ratio"])
+    if not args.quick:
+        t0 = time.perf_counter()
+        base = ra.potency.eps_star(model, batch, "linf", "audio", grid, steps=steps, method="bisection",
+                                   early_stop=False)
+        t_base = time.perf_counter() - t0
+        res["potency"].update({"bisection_eps_star": base["eps_star"], "bisection_time_s": t_base,
+                               "bisection_attack_runs": len(base["attack_runs"]),
+                               "vs_measured_bisection": t_pot / t_base,
+                               "grid_index_difference": (None if None in (base["eps_star"], ours["eps_star"])
+                                                         else grid.index(ours["eps_star"])
+                                                         - grid.index(base["eps_star"]))})
+        log.info("bisection eps* %s in %.2fs", base["eps_star"], t_base)
+
+    res["times_s"] = {"forward_backward": raw_fb, "ours": raw_ours, "torchattacks": raw_ta}
+    res["targets"] = {"overhead_ratio": 1.10, "vs_torchattacks": 1.0, "vs_art": 0.5,
+                      "potency_cost_ratio": 0.25}
+    res["machine"] = {"cpu_count": os.cpu_count(), "torch": torch.__version__,
+                      "threads": torch.get_num_threads(),
+                      "python": sys.version.split()[0], "platform": platform.platform(),
+                      "robustlab": robustlab.__version__, "load_avg": list(os.getloadavg())}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".attacks.", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(res, f, indent=2)
+    os.replace(tmp, out)
+    log.info("wrote %s", out)
+    return res
+
+
+if __name__ == "__main__":
+    main()
