@@ -9,6 +9,11 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # One place decides torch's intra-op threads for the test process: the test models are tiny, and on a
+    # shared 2-core machine extra threads only add contention (10-50x slower measured under load).
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("ROBUSTLAB_TEST_THREADS", "1")))
     config.addinivalue_line("markers", "real_home: keep the caller's ROBUSTLAB_HOME (no temporary home)")
 
 

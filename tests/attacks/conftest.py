@@ -14,8 +14,6 @@ from robustlab.models.base import ModelSpec, ZooModel
 SR = 8000
 T = 256
 
-# the toys are tiny: intra-op threads only add contention on a shared CPU (10-30x slower with 2 threads)
-torch.set_num_threads(1)
 
 
 class WaveModel(ZooModel):
@@ -158,21 +156,27 @@ def toy(name: str, seed: int = 0) -> ZooModel:
 
 
 @pytest.fixture(scope="session")
-def fsdd_model():
-    """The trained m5.base_fsdd zoo model and a 64-example test batch; skipped when unavailable."""
-    if not os.environ.get("ROBUSTLAB_DATA"):
-        pytest.skip("ROBUSTLAB_DATA is not set")
-    try:
-        import robustlab.zoo as zoo
-        from robustlab.data import collate
+def fsdd_model(session_home):
+    """A real FSDD model (tests/recipes/m5.test_fsdd.toml, trained once per session into the session's
+    temporary ROBUSTLAB_HOME) and a 64-example test batch. Skipped only when the FSDD data is absent."""
+    data = os.environ.get("ROBUSTLAB_DATA")
+    if not data or not os.path.isdir(os.path.join(data, "fsdd", "recordings")):
+        pytest.skip("real data absent: set ROBUSTLAB_DATA to a folder holding fsdd/recordings")
+    import robustlab.zoo as zoo
+    from robustlab.data import collate
 
-        get_or_train, dataset_for = zoo.get_or_train, zoo.dataset_for
-    except (ImportError, AttributeError) as e:
-        pytest.skip(f"robustlab.zoo not ready: {e}")
+    recipes = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+    saved = {k: os.environ.get(k) for k in ("ROBUSTLAB_HOME", "ROBUSTLAB_RECIPES")}
+    os.environ["ROBUSTLAB_HOME"] = str(session_home)
+    os.environ["ROBUSTLAB_RECIPES"] = recipes
     try:
-        model = get_or_train("m5.base_fsdd")
-        ds = dataset_for("m5.base_fsdd", "test")
-    except Exception as e:  # noqa: BLE001 - the zoo is built concurrently; anything missing skips
-        pytest.skip(f"zoo model m5.base_fsdd unavailable: {type(e).__name__}: {e}")
+        model = zoo.get_or_train("m5.test_fsdd")
+        ds = zoo.dataset_for("m5.test_fsdd", "test")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     batch = collate([ds[i] for i in range(min(64, len(ds)))])
     return model.eval(), batch

@@ -32,3 +32,9 @@ def test_apgd_at_least_as_strong_as_pgd(fsdd_model):
     a_pgd = _acc(model, batch, ra.PGD(model, t, steps=20)(batch))
     a_apgd = _acc(model, batch, ra.APGD(model, t, steps=20)(batch))
     assert a_apgd <= a_pgd + 2.0 / len(batch["label"])
+
+
+def test_fixture_model_is_really_trained(fsdd_model):
+    model, batch = fsdd_model
+    clean = _acc(model, batch, batch)
+    assert clean >= 0.5, f"the FSDD test model should be far above chance (0.1); clean accuracy {clean:.2f}"

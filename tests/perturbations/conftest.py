@@ -14,15 +14,6 @@ SAMPLE_RATE = 8000
 AUDIO_LEN = 2000  # 0.25 s at 8 kHz
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core box: thread hand-offs cost more than the ops, so use one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_audio(batch: int = 4, length: int = AUDIO_LEN, seed: int = 0, rms: float = 0.1) -> torch.Tensor:
     """Speech-like test clips: a few harmonics with a slow envelope plus a little noise, RMS ``rms``."""
     gen = torch.Generator().manual_seed(seed)

@@ -1,0 +1,91 @@
+"""A tiny, real study kind for testing the runner (trivial deterministic computation) and a fake model
+source (no training). Importable by subprocesses and Ray workers (this folder goes on their PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from robustlab.studies.kinds import KINDS, ModelInfo, StudyKind
+from robustlab.studies.runner import ModelFacts
+
+
+class FakeSum(StudyKind):
+    """y = x * scale + u, u ~ U(0, 1) from the cell's seeded torch RNG (so seeding is tested too)."""
+
+    name = "fake_sum"
+    version = 1
+
+    @dataclass(frozen=True)
+    class Options:
+        values: tuple[float, ...] = (1.0, 2.0, 3.0)
+        scale: float = 1.0
+        fail_on: tuple[float, ...] = ()
+        sleep: float = 0.0
+        label: str = "plain"
+
+    def check(self, options: Any, models: Any) -> None:
+        if options.scale < 0:
+            raise ValueError(f"scale must be >= 0, got {options.scale}")
+
+    def conditions(self, options: Any, model: ModelInfo) -> list[dict[str, Any]]:
+        return [
+            {"x": v, "scale": options.scale, "fail": v in options.fail_on, "sleep": options.sleep}
+            for v in options.values
+        ]
+
+    def label(self, condition: Any) -> str:
+        return f"x={condition['x']}"
+
+    def run_cell(self, cell: Any, ctx: Any) -> list[dict[str, Any]]:
+        c = cell.condition
+        if c["sleep"]:
+            time.sleep(c["sleep"])
+        if c["fail"]:
+            raise RuntimeError(f"planned failure at x={c['x']}")
+        u = torch.rand(1).item()
+        return [
+            {"x": c["x"], "metric": "y", "value": c["x"] * c["scale"] + u, "n": 1},
+            {"x": c["x"], "metric": "seed_used", "value": ctx.seed, "n": 1},
+        ]
+
+
+if "fake_sum" not in KINDS:
+    KINDS.register("fake_sum", FakeSum)
+
+CATALOG = {
+    "fake.a": ModelInfo("fake.a", "fake", "fakedata", ("audio",)),
+    "fake.b": ModelInfo("fake.b", "fake", "fakedata", ("audio",)),
+    "other.c": ModelInfo("other.c", "other", "otherdata", ("audio", "visual")),
+}
+
+
+class FakeSource:
+    """Model source without training: hashes of the ids stand in for checkpoint hashes."""
+
+    def catalog(self) -> dict[str, ModelInfo]:
+        return dict(CATALOG)
+
+    def facts(self, model_id: str) -> ModelFacts:
+        sha = hashlib.sha256(model_id.encode()).hexdigest()
+        return ModelFacts(model_id, sha, f"fp-{model_id}", {"metrics": {"test": {"accuracy": 0.5}}})
+
+
+STUDY = """
+description = "fake study for runner tests"
+models = ["fake.a", "fake.b"]
+seeds = [0]
+kind = "fake_sum"
+
+[grid]
+values = [1.0, 2.0, 3.0]
+
+[tiers.smoke]
+limit = 4
+[tiers.full]
+"""
