@@ -9,16 +9,27 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("robustlab", "torch", "torchaudio", "torchvision", "numpy", "torchattacks", "transformers",
-             "safetensors", "soundfile", "pyroomacoustics")
+_PACKAGES = (
+    "robustlab",
+    "torch",
+    "torchaudio",
+    "torchvision",
+    "numpy",
+    "torchattacks",
+    "transformers",
+    "safetensors",
+    "soundfile",
+    "pyroomacoustics",
+)
 
 
 def git_sha(path: str | os.PathLike | None = None) -> str | None:
     """The commit of the checkout holding ``path`` (default: this package), or None outside git."""
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                             timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     sha = out.stdout.strip()

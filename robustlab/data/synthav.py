@@ -83,14 +83,14 @@ LABEL_NAMES = tuple(f"{a}|{v}" for a, v in zip(AUDIO_FAMILIES, VISUAL_FAMILIES, 
 #: generator knobs with their defaults (all part of the fingerprint).
 DEFAULT_KNOBS: dict[str, Any] = {
     # per-clip SNR (dB) of the event against the background noise, drawn uniformly in this range
-    "snr_db": (-16.0, 10.0),
+    "snr_db": (-22.0, 8.0),
     # per-image occlusion level drawn uniformly in [0, max_occlusion]: side of the occluder relative to the
     # object's extent
-    "max_occlusion": 1.2,
+    "max_occlusion": 1.0,
     # per-image pixel-noise std drawn uniformly in [0, pixel_noise]
-    "pixel_noise": 0.25,
+    "pixel_noise": 0.15,
     # per-image contrast between object and background drawn uniformly in this range
-    "contrast": (0.15, 0.8),
+    "contrast": (0.25, 0.8),
 }
 DEFAULT_SIZES = {"n_train": 3000, "n_val": 500, "n_test": 500}
 
@@ -145,6 +145,10 @@ def resolve_options(split: str, **options: Any) -> dict[str, Any]:
     return out
 
 
+def _knobs(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: options[key] for key in DEFAULT_KNOBS}
+
+
 def split_fingerprint(split: str, options: dict[str, Any]) -> str:
     """The fingerprint of one split: generator version + knobs + seed + split + that split's size."""
     desc = {
@@ -153,7 +157,7 @@ def split_fingerprint(split: str, options: dict[str, Any]) -> str:
         "split": split,
         "n": options[f"n_{split}"],
         "seed": options["seed"],
-        "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if k in DEFAULT_KNOBS},
+        "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in _knobs(options).items()},
     }
     return fingerprint(desc)
 
@@ -161,7 +165,8 @@ def split_fingerprint(split: str, options: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------- generation
 def _rng(seed: int, split: str, chunk: int) -> np.random.Generator:
     """The random stream of one chunk of one split (independent across seeds, splits and chunks)."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(_SPLIT_IDS[split], chunk))))
+    sequence = np.random.SeedSequence(seed, spawn_key=(_SPLIT_IDS[split], chunk))
+    return np.random.Generator(np.random.PCG64(sequence))
 
 
 def _labels(n: int, seed: int, split: str) -> np.ndarray:
@@ -185,7 +190,9 @@ def _phase(freq: np.ndarray) -> np.ndarray:
     return 2.0 * np.pi * np.cumsum(freq, axis=1) / SAMPLE_RATE
 
 
-def _audio_chunk(rng: np.random.Generator, labels: np.ndarray, knobs: dict[str, Any]) -> dict[str, np.ndarray]:
+def _audio_chunk(
+    rng: np.random.Generator, labels: np.ndarray, knobs: dict[str, Any]
+) -> dict[str, np.ndarray]:
     """Audio of one chunk: int16 clips (m, T) plus the per-clip SNR in dB."""
     m = len(labels)
     t = np.arange(CLIP_SAMPLES)[None, :] / SAMPLE_RATE  # (1, T) seconds
@@ -268,7 +275,9 @@ def _audio_chunk(rng: np.random.Generator, labels: np.ndarray, knobs: dict[str, 
     return {"audio": q, "snr_db": snr_db[:, 0].astype(np.float32)}
 
 
-def _visual_chunk(rng: np.random.Generator, labels: np.ndarray, knobs: dict[str, Any]) -> dict[str, np.ndarray]:
+def _visual_chunk(
+    rng: np.random.Generator, labels: np.ndarray, knobs: dict[str, Any]
+) -> dict[str, np.ndarray]:
     """Images of one chunk: uint8 (m, 3, 32, 32) plus the per-image occlusion level."""
     m = len(labels)
     r3 = lambda lo, hi: rng.uniform(lo, hi, (m, 1, 1))  # noqa: E731
@@ -281,8 +290,9 @@ def _visual_chunk(rng: np.random.Generator, labels: np.ndarray, knobs: dict[str,
     contrast = rng.uniform(*knobs["contrast"], (m, 1))
     occ_level = rng.uniform(0.0, knobs["max_occlusion"], (m, 1, 1))
     occ_aspect = np.exp(r3(-0.5, 0.5))
-    occ_dx, occ_dy = r3(-0.6, 0.6), r3(-0.6, 0.6)
+    occ_dx, occ_dy = r3(-0.5, 0.5), r3(-0.5, 0.5)
     occ_colour = rng.uniform(0.0, 1.0, (m, 3))
+    occ_texture = rng.standard_normal((m, 3, IMAGE_SIZE, IMAGE_SIZE))
     noise_std = rng.uniform(0.0, knobs["pixel_noise"], (m, 1, 1, 1))
     pixel_noise = rng.standard_normal((m, 3, IMAGE_SIZE, IMAGE_SIZE))
 
@@ -310,19 +320,24 @@ def _visual_chunk(rng: np.random.Generator, labels: np.ndarray, knobs: dict[str,
     )  # (10, m, H, W)
     mask = masks[labels, np.arange(m)].astype(np.float64)[:, None]  # (m, 1, H, W)
 
-    # foreground = background moved by `contrast` along a random colour direction, kept inside [0, 1]
+    # foreground = background moved by `contrast` along a mostly-luminance colour direction (lighter or darker,
+    # with a random hue shift), kept inside [0, 1]
+    sign = np.where(rng.uniform(0.0, 1.0, (m, 1)) < 0.5, -1.0, 1.0)
+    direction = sign + 0.6 * direction
     direction /= np.linalg.norm(direction, axis=1, keepdims=True) + 1e-12
     fg = bg + contrast * np.sqrt(3.0) * direction
     fg = np.where((fg < 0) | (fg > 1), bg - contrast * np.sqrt(3.0) * direction, fg)
     fg = np.clip(fg, 0.0, 1.0)
     img = bg[:, :, None, None] * (1 - mask) + fg[:, :, None, None] * mask
 
-    # occluder: a rectangle near the object, side ~ occ_level * object extent
+    # occluder: a rectangle of coloured noise near the object (textured, so it is not itself a flat shape),
+    # side ~ occ_level * object extent
     half_w = occ_level * scale * occ_aspect
     half_h = occ_level * scale / occ_aspect
     ox, oy = cx + occ_dx * scale, cy + occ_dy * scale
     occ = ((np.abs(xx - ox) <= half_w) & (np.abs(yy - oy) <= half_h)).astype(np.float64)[:, None]
-    img = img * (1 - occ) + occ_colour[:, :, None, None] * occ
+    occ_fill = np.clip(occ_colour[:, :, None, None] + 0.3 * occ_texture, 0.0, 1.0)
+    img = img * (1 - occ) + occ_fill * occ
 
     img = np.clip(img + noise_std * pixel_noise, 0.0, 1.0)
     q = np.round(img * 255.0).astype(np.uint8)
@@ -401,7 +416,8 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
 class SynthAV(RobustlabDataset):
     """One split of ``synth-av``.
 
-    Items: ``{"audio": (16000,) float32 in [-1, 1], "visual": (3, 32, 32) float32 in [0, 1], "label": int64}``.
+    Items: ``{"audio": (16000,) float32 in [-1, 1], "visual": (3, 32, 32) float32 in [0, 1],
+    "label": int64 scalar}``.
 
     Attributes:
         spec: the `DatasetSpec` (fingerprint covers generator version, knobs, seed, split and size).

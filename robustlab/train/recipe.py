@@ -139,7 +139,8 @@ def _build(cls: type, table: dict[str, Any], where: str, source: str) -> Any:
             value = float(value)
         if expected is not None and not isinstance(value, expected):
             raise RecipeError(
-                f"{source}: [{where}] {key} = {value!r} should be {expected.__name__}, got {type(value).__name__}"
+                f"{source}: [{where}] {key} = {value!r} should be {expected.__name__}, "
+                f"got {type(value).__name__}"
             )
         kwargs[key] = value
     try:
@@ -195,7 +196,9 @@ def parse_recipe(raw: dict[str, Any], recipe_id: str, size: str = "default", sou
     if train.optimizer not in ("adam", "adamw"):
         raise RecipeError(f"{source}: [train] optimizer = {train.optimizer!r}; expected 'adam' or 'adamw'")
     if train.schedule not in ("cosine", "step", "constant"):
-        raise RecipeError(f"{source}: [train] schedule = {train.schedule!r}; expected cosine, step or constant")
+        raise RecipeError(
+            f"{source}: [train] schedule = {train.schedule!r}; expected cosine, step or constant"
+        )
     if train.epochs < 1 or train.batch_size < 1 or train.lr <= 0:
         raise RecipeError(f"{source}: [train] epochs, batch_size and lr must be positive")
     aug_raw = dict(raw.get("augment", {}))

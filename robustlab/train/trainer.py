@@ -48,14 +48,17 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def model_inputs(batch: dict[str, Tensor], modalities: tuple[str, ...], device: torch.device) -> dict[str, Tensor]:
+def model_inputs(
+    batch: dict[str, Tensor], modalities: tuple[str, ...], device: torch.device
+) -> dict[str, Tensor]:
     """The model's modalities from a batch dict, moved to ``device``."""
     return {m: batch[m].to(device, non_blocking=True) for m in modalities}
 
 
 @torch.no_grad()
-def predict(model: ZooModel, tensors: dict[str, Tensor], batch_size: int = 128,
-            device: torch.device | None = None) -> Tensor:
+def predict(
+    model: ZooModel, tensors: dict[str, Tensor], batch_size: int = 128, device: torch.device | None = None
+) -> Tensor:
     """Logits (N, K) of ``model`` over an in-memory batch dict, in eval mode."""
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -127,7 +130,9 @@ def load_splits(recipe: Recipe, splits: tuple[str, ...] = ("train", "val", "test
             out[split] = rdata.get(recipe.data.name, split, **recipe.data.options)
         except ValueError as exc:
             if split == recipe.data.val_split and "split" in str(exc).lower():
-                log.warning("dataset %s has no %r split: selecting on the last epoch", recipe.data.name, split)
+                log.warning(
+                    "dataset %s has no %r split: selecting on the last epoch", recipe.data.name, split
+                )
                 continue
             raise
     return out
@@ -177,7 +182,9 @@ def train(
     if fit is not None and "audio" in mods:
         fit(tr["audio"][i : i + 256] for i in range(0, n_train, 256))
     if recipe.augment.specaugment is not None and isinstance(model.frontend, torch.nn.Identity):
-        raise ValueError(f"{recipe.source}: SpecAugment needs a spectrogram front-end; {recipe.arch} has none")
+        raise ValueError(
+            f"{recipe.source}: SpecAugment needs a spectrogram front-end; {recipe.arch} has none"
+        )
 
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -258,13 +265,22 @@ def train(
                 for k, v in state.items():
                     avg_state[k] += (v - avg_state[k]) / n_avg
 
-        row: dict[str, float] = {"epoch": epoch, "loss": total_loss / max(seen, 1),
-                                 "lr": opt.param_groups[0]["lr"], "seconds": epoch_times[-1]}
+        row: dict[str, float] = {
+            "epoch": epoch,
+            "loss": total_loss / max(seen, 1),
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": epoch_times[-1],
+        }
         if val_name is not None:
-            val_metrics = summarize(predict(model, tensors[val_name], cfg.eval_batch_size, dev),
-                                    tensors[val_name]["label"])
+            val_metrics = summarize(
+                predict(model, tensors[val_name], cfg.eval_batch_size, dev), tensors[val_name]["label"]
+            )
             row.update({f"val_{k}": v for k, v in val_metrics.items()})
-            score = val_metrics.get("mAP", val_metrics["accuracy"]) if spec.multilabel else val_metrics["accuracy"]
+            score = (
+                val_metrics.get("mAP", val_metrics["accuracy"])
+                if spec.multilabel
+                else val_metrics["accuracy"]
+            )
             if score > best_score:
                 best_score, best_epoch = score, epoch
                 best_state = copy.deepcopy(model.state_dict())
@@ -288,7 +304,9 @@ def train(
     for name in ("val", "test"):
         key = recipe.data.val_split if name == "val" else "test"
         if key in tensors:
-            metrics[name] = summarize(predict(model, tensors[key], cfg.eval_batch_size, dev), tensors[key]["label"])
+            metrics[name] = summarize(
+                predict(model, tensors[key], cfg.eval_batch_size, dev), tensors[key]["label"]
+            )
     model.cpu()
     return TrainResult(
         model=model,

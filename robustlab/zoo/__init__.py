@@ -55,8 +55,14 @@ def _lock(model_id: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def train(model_id: str, *, epochs: int | None = None, device: str | None = None, size: str = "default",
-          progress: bool = False) -> ZooModel:
+def train(
+    model_id: str,
+    *,
+    epochs: int | None = None,
+    device: str | None = None,
+    size: str = "default",
+    progress: bool = False,
+) -> ZooModel:
     """Train ``model_id`` from its recipe and store the checkpoint; returns the model (eval mode, CPU)."""
     from ..train.trainer import train as run_training
 
@@ -136,14 +142,16 @@ def list(pattern: str | None = None) -> list[dict[str, Any]]:  # noqa: A001 - th
             continue
         r = load_recipe(rid)
         folder = find_checkpoint(rid)
-        out.append({
-            "id": rid,
-            "arch": r.arch,
-            "dataset": r.data.name,
-            "modalities": _modalities(r),
-            "trained": folder is not None,
-            "description": r.description,
-        })
+        out.append(
+            {
+                "id": rid,
+                "arch": r.arch,
+                "dataset": r.data.name,
+                "modalities": _modalities(r),
+                "trained": folder is not None,
+                "description": r.description,
+            }
+        )
     return out
 
 

@@ -30,8 +30,14 @@ def _evaluate(model_id: str) -> dict[str, Any]:
     test = zoo.dataset_for(model_id, "test")
     tensors = materialize(test)
     metrics = summarize(predict(model, tensors), tensors["label"])
-    return {"id": model_id, "split": "test", "n": len(test), **metrics,
-            "checkpoint": model.card["path"], "weights_sha256": model.card["weights_sha256"]}
+    return {
+        "id": model_id,
+        "split": "test",
+        "n": len(test),
+        **metrics,
+        "checkpoint": model.card["path"],
+        "weights_sha256": model.card["weights_sha256"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.cmd == "train" else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.cmd == "train" else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         if args.cmd == "list":
             rows = zoo.list(args.pattern)
@@ -67,8 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "train":
             model = zoo.train(args.id, epochs=args.epochs, device=args.device, size=args.size, progress=True)
             card = model.card
-            print(json.dumps({"id": card["id"], "metrics": card["metrics"], "path": card["path"],
-                              "seconds": card["training"]["seconds"]}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "id": card["id"],
+                        "metrics": card["metrics"],
+                        "path": card["path"],
+                        "seconds": card["training"]["seconds"],
+                    },
+                    indent=2,
+                )
+            )
         elif args.cmd == "eval":
             result = _evaluate(args.id)
             if args.json:

@@ -73,8 +73,12 @@ def save_checkpoint(model: ZooModel, card: dict[str, Any]) -> Path:
         # be a function of the weights alone
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         digest = sha256_file(tmp / WEIGHTS)
-        full = {**card, "format_version": FORMAT_VERSION, "weights_sha256": digest,
-                "created_at": card.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        full = {
+            **card,
+            "format_version": FORMAT_VERSION,
+            "weights_sha256": digest,
+            "created_at": card.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         write_json_atomic(tmp / CARD, full)
         final = root / digest[:8]
         if final.exists() and _intact(final, digest):
@@ -103,8 +107,9 @@ def read_card(folder: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: card is not valid JSON ({exc})") from None
     if card.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: card format_version {card.get('format_version')!r}, "
-                              f"expected {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path}: card format_version {card.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     for key in ("id", "arch", "arch_args", "model_spec", "weights_sha256"):
         if key not in card:
             raise CheckpointError(f"{path}: card lacks {key!r}")

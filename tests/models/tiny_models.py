@@ -12,7 +12,6 @@ import torch
 
 from robustlab.models import ModelSpec, arch_info, create
 
-
 SR = 8000
 SAMPLES = 4000  # 0.5 s at 8 kHz keeps every tiny arch fast
 VISUAL = (3, 28, 28)

@@ -12,6 +12,7 @@ from robustlab import models as rmodels
 from robustlab.models.base import ModelSpec
 from robustlab.zoo import store
 
+
 @pytest.fixture(autouse=True)
 def _own_home(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUSTLAB_HOME", str(tmp_path / "home"))
@@ -27,8 +28,12 @@ def _model():
 
 
 def _card(model):
-    return {"id": "m5.unit_fsdd", "arch": "m5", "arch_args": rmodels.arch_info("m5").tiny,
-            "model_spec": model.spec.to_dict()}
+    return {
+        "id": "m5.unit_fsdd",
+        "arch": "m5",
+        "arch_args": rmodels.arch_info("m5").tiny,
+        "model_spec": model.spec.to_dict(),
+    }
 
 
 def test_round_trip_is_bit_exact():

@@ -40,18 +40,29 @@ def recipes(tmp_path, monkeypatch):
     folder.mkdir()
     info = rmodels.arch_info("visual_cnn")
     (folder / "visual_cnn.tiny_synthav.toml").write_text(
-        TINY.format(arch="visual_cnn", args=_toml_args(info.tiny), mods='["visual"]', extra=""))
+        TINY.format(arch="visual_cnn", args=_toml_args(info.tiny), mods='["visual"]', extra="")
+    )
     (folder / "visual_cnn.tinymix_synthav.toml").write_text(
-        TINY.format(arch="visual_cnn", args=_toml_args(info.tiny), mods='["visual"]',
-                    extra="balanced_sampling = true\nweight_averaging_from = 3\n[augment]\n"
-                          "mixup = { rate = 0.5, alpha = 0.4 }"))
+        TINY.format(
+            arch="visual_cnn",
+            args=_toml_args(info.tiny),
+            mods='["visual"]',
+            extra="balanced_sampling = true\nweight_averaging_from = 3\n[augment]\n"
+            "mixup = { rate = 0.5, alpha = 0.4 }",
+        )
+    )
     monkeypatch.setenv("ROBUSTLAB_RECIPES", str(folder))
     return folder
 
 
 def _cli(*args):
-    out = subprocess.run([sys.executable, "-m", "robustlab.zoo", *args], capture_output=True, text=True,
-                         env=os.environ.copy(), timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "robustlab.zoo", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+    )
     return out
 
 
