@@ -24,10 +24,13 @@ def test_show(fake_study: Path, source, capsys: pytest.CaptureFixture) -> None:
     assert "override keys:" in out and "fake_sum.scale" in out
 
 
-def test_run_prints_run_folder_last_and_renders(fake_study: Path, source, home: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
-    rc = main(["run", str(fake_study), "--out", str(tmp_path / "r"), "scale=2", "--limit", "2", "values=[1, 2]"],
-              source=source)
+def test_run_prints_run_folder_last_and_renders(
+    fake_study: Path, source, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rc = main(
+        ["run", str(fake_study), "--out", str(tmp_path / "r"), "scale=2", "--limit", "2", "values=[1, 2]"],
+        source=source,
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     run = Path(cap.out.strip().splitlines()[-1])
@@ -47,15 +50,25 @@ def test_run_prints_run_folder_last_and_renders(fake_study: Path, source, home: 
     assert (tmp_path / "cmp" / "compare.html").is_file()
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["sclae=2"], "unknown override key 'sclae'"),
-    (["scale=fast"], "scale"),
-    (["--tier", "huge"], "no tier 'huge'"),
-    (["--limit", "500"], "at most 128"),
-    (["--bogus"], None),
-])
-def test_run_errors_name_the_problem(fake_study: Path, source, home: Path, tmp_path: Path, args: list,
-                                     needle: str | None, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["sclae=2"], "unknown override key 'sclae'"),
+        (["scale=fast"], "scale"),
+        (["--tier", "huge"], "no tier 'huge'"),
+        (["--limit", "500"], "at most 128"),
+        (["--bogus"], None),
+    ],
+)
+def test_run_errors_name_the_problem(
+    fake_study: Path,
+    source,
+    home: Path,
+    tmp_path: Path,
+    args: list,
+    needle: str | None,
+    capsys: pytest.CaptureFixture,
+) -> None:
     if needle is None:
         with pytest.raises(SystemExit):
             main(["run", str(fake_study), *args], source=source)
@@ -65,8 +78,9 @@ def test_run_errors_name_the_problem(fake_study: Path, source, home: Path, tmp_p
     assert needle in capsys.readouterr().err
 
 
-def test_resume_refuses_overrides_and_other_study(fake_study: Path, source, home: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_resume_refuses_overrides_and_other_study(
+    fake_study: Path, source, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["run", str(fake_study), "--out", str(tmp_path), "--no-report"], source=source) == 0
     run = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["run", "fake", "--resume", run, "scale=3"], source=source) == 2

@@ -57,9 +57,24 @@ def tiny(arch: str, modalities: tuple[str, ...]) -> tuple[Any, dict]:
 
 
 def cells(kind: Any, options: Any, info: ModelInfo) -> list[Cell]:
-    return [Cell(study="t", part="p", kind=kind.name, kind_version=kind.version, kind_module="", model=info.id,
-                 dataset=info.dataset, weights_sha256="x", dataset_fingerprint="y", condition=c, seed=0,
-                 tier="smoke", limit=N) for c in kind.conditions(options, info)]
+    return [
+        Cell(
+            study="t",
+            part="p",
+            kind=kind.name,
+            kind_version=kind.version,
+            kind_module="",
+            model=info.id,
+            dataset=info.dataset,
+            weights_sha256="x",
+            dataset_fingerprint="y",
+            condition=c,
+            seed=0,
+            tier="smoke",
+            limit=N,
+        )
+        for c in kind.conditions(options, info)
+    ]
 
 
 def run_all(kind: Any, options: Any, info: ModelInfo, ctx: TinyContext) -> list[dict]:
@@ -73,12 +88,24 @@ def run_all(kind: Any, options: Any, info: ModelInfo, ctx: TinyContext) -> list[
 def test_attack_sweep_rows(tmp_path: Path) -> None:
     kind = get_kind("attack_sweep")
     info = ModelInfo("m5.tiny", "m5", "synthetic", ("audio",))
-    opts = build_options(kind.Options, {
-        "attacks": ["pgd", "fgsm", "cw-l2"], "norms": ["linf", "snr"], "eps_linf": [0.001, 0.01],
-        "eps_snr": [10], "steps": 2, "batch_size": 8, "check_items": 12, "n_boot": 200,
-        "check_options": {"square_queries": 5, "min_examples": 8, "steps": 2}, "check_norms": ["linf"],
-        "potency_norms": ["linf"], "potency_options": {"method": "bisection"},
-    }, "test")
+    opts = build_options(
+        kind.Options,
+        {
+            "attacks": ["pgd", "fgsm", "cw-l2"],
+            "norms": ["linf", "snr"],
+            "eps_linf": [0.001, 0.01],
+            "eps_snr": [10],
+            "steps": 2,
+            "batch_size": 8,
+            "check_items": 12,
+            "n_boot": 200,
+            "check_options": {"square_queries": 5, "min_examples": 8, "steps": 2},
+            "check_norms": ["linf"],
+            "potency_norms": ["linf"],
+            "potency_options": {"method": "bisection"},
+        },
+        "test",
+    )
     kind.check(opts, [info])
     conds = kind.conditions(opts, info)
     kinds_of = [c["cell"] for c in conds]
@@ -86,11 +113,23 @@ def test_attack_sweep_rows(tmp_path: Path) -> None:
     assert kinds_of.count("attack") == 6 and kinds_of.count("clean") == 1
     assert kinds_of.count("potency") == 1 and kinds_of.count("checks") == 1
     pgd = next(c for c in conds if c["cell"] == "attack" and c["attack"] == "pgd")
-    assert pgd["kwargs"] == {"steps": 2, "step_size": 1.25, "restarts": 1, "random_start": True}
+    assert pgd["kwargs"] == {
+        "steps": 2,
+        "step_size": 1.25,
+        "restarts": 1,
+        "random_start": True,
+        "early_stop": True,
+    }
     model, items = tiny("m5", ("audio",))
     rows = run_all(kind, opts, info, TinyContext(model, items))
     metrics = {r["metric"] for r in rows}
-    assert {"clean_accuracy", "robust_accuracy", "attack_success_rate", "perturbation_snr_db", "eps_star"} <= metrics
+    assert {
+        "clean_accuracy",
+        "robust_accuracy",
+        "attack_success_rate",
+        "perturbation_snr_db",
+        "eps_star",
+    } <= metrics
     for r in rows:
         if r["metric"] in ("clean_accuracy", "robust_accuracy"):
             assert r["n"] == N and 0 <= r["value"] <= 1 and r["ci_low"] <= r["value"] <= r["ci_high"]
@@ -115,9 +154,12 @@ def test_attack_sweep_rows(tmp_path: Path) -> None:
 def test_attack_sweep_check_names_problems() -> None:
     kind = get_kind("attack_sweep")
     info = ModelInfo("m5.tiny", "m5", "synthetic", ("audio",))
-    for table, needle in (({"attacks": ["pgdd"]}, "unknown attack 'pgdd'"), ({"norms": ["l3"]}, "unknown norm"),
-                          ({"attacks": ["cw-l2"], "norms": ["linf"]}, "supports"),
-                          ({"modality": "visual"}, "reads")):
+    for table, needle in (
+        ({"attacks": ["pgdd"]}, "unknown attack 'pgdd'"),
+        ({"norms": ["l3"]}, "unknown norm"),
+        ({"attacks": ["cw-l2"], "norms": ["linf"]}, "supports"),
+        ({"modality": "visual"}, "reads"),
+    ):
         with pytest.raises(ValueError, match=needle):
             kind.check(build_options(kind.Options, table, "t"), [info])
 
@@ -126,8 +168,16 @@ def test_noise_sweep_rows_visual_suite_and_correlation(tmp_path: Path) -> None:
     kind = get_kind("noise_sweep")
     av = ModelInfo("fusion_late.tiny", "fusion_late", "synthetic", ("audio", "visual"))
     audio = ModelInfo("m5.tiny", "m5", "synthetic", ("audio",))
-    opts = build_options(kind.Options, {"perturbations": ["white_noise", "clipping", "gaussian_blur"],
-                                        "snr_levels": [10, 0], "severities": [1, 3], "n_boot": 200}, "t")
+    opts = build_options(
+        kind.Options,
+        {
+            "perturbations": ["white_noise", "clipping", "gaussian_blur"],
+            "snr_levels": [10, 0],
+            "severities": [1, 3],
+            "n_boot": 200,
+        },
+        "t",
+    )
     kind.check(opts, [av, audio])
     assert {c.get("perturbation") for c in kind.conditions(opts, audio)} == {None, "white_noise", "clipping"}
     assert "gaussian_blur" in {c.get("perturbation") for c in kind.conditions(opts, av)}
@@ -141,17 +191,41 @@ def test_noise_sweep_rows_visual_suite_and_correlation(tmp_path: Path) -> None:
     # Spearman across three models from attack rows of the same run
     fake = []
     for m, adv, noise in (("a", 0.1, 0.3), ("b", 0.5, 0.6), ("c", 0.9, 0.8)):
-        fake += [{"part": "n", "kind": "noise_sweep", "model": m, "metric": "accuracy", "perturbation": "w",
-                  "level": lv, "value": noise} for lv in (0, 10)]
-        fake += [{"part": "a", "kind": "attack_sweep", "model": m, "metric": "robust_accuracy", "attack": "pgd",
-                  "norm": "linf", "eps": e, "value": adv} for e in (0.001, 0.002)]
+        fake += [
+            {
+                "part": "n",
+                "kind": "noise_sweep",
+                "model": m,
+                "metric": "accuracy",
+                "perturbation": "w",
+                "level": lv,
+                "value": noise,
+            }
+            for lv in (0, 10)
+        ]
+        fake += [
+            {
+                "part": "a",
+                "kind": "attack_sweep",
+                "model": m,
+                "metric": "robust_accuracy",
+                "attack": "pgd",
+                "norm": "linf",
+                "eps": e,
+                "value": adv,
+            }
+            for e in (0.001, 0.002)
+        ]
     derived = kind.derive(fake, "n", RunInfo("t", str(tmp_path), "smoke", (0,)))
     assert len(derived) == 1 and derived[0]["value"] == pytest.approx(1.0) and derived[0]["n"] == 3
     two = [r for r in fake if r["model"] != "c"]
     d2 = kind.derive(two, "n", RunInfo("t", str(tmp_path), "smoke", (0,)))
     assert d2[0]["value"] is None and ">= 3" in d2[0]["message"]
     sections = kind.report(rows + derived, FigureWriter(tmp_path / "figures"))
-    assert [s.title for s in sections] == ["Accuracy under noise and corruptions", "Adversarial vs noise robustness"]
+    assert [s.title for s in sections] == [
+        "Accuracy under noise and corruptions",
+        "Adversarial vs noise robustness",
+    ]
 
 
 def test_noise_sweep_check_names_problems() -> None:
@@ -160,6 +234,8 @@ def test_noise_sweep_check_names_problems() -> None:
     with pytest.raises(ValueError, match="unknown perturbation 'whitenoise'"):
         kind.check(build_options(kind.Options, {"perturbations": ["whitenoise"]}, "t"), [info])
     with pytest.raises(ValueError, match="severity"):
-        kind.check(build_options(kind.Options, {"perturbations": ["clipping"], "severities": [9]}, "t"), [info])
+        kind.check(
+            build_options(kind.Options, {"perturbations": ["clipping"], "severities": [9]}, "t"), [info]
+        )
     with pytest.raises(ValueError, match="no perturbation"):
         kind.check(build_options(kind.Options, {"perturbations": ["gaussian_blur"]}, "t"), [info])

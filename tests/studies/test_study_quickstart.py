@@ -11,8 +11,14 @@ import pytest
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robustlab.studies", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=1800, env=None)
+    return subprocess.run(
+        [sys.executable, "-m", "robustlab.studies", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=1800,
+        env=None,
+    )
 
 
 @pytest.mark.slow

@@ -170,3 +170,30 @@ def test_builtin_studies_are_found() -> None:
         assert find_study(name).is_file()
     with pytest.raises(FileNotFoundError, match="no study named"):
         find_study("no-such-study")
+
+
+@pytest.mark.parametrize("name", ["quickstart", "lp-attacks", "noise"])
+def test_builtin_studies_validate_against_the_real_registries(name: str) -> None:
+    """Every shipped study loads against the zoo catalog and the attack / perturbation registries."""
+    from robustlab.studies.runner import count_cells
+
+    spec = load_study(name)
+    assert set(spec.tiers) == {"smoke", "full"} and spec.default_tier == "smoke"
+    smoke = spec.resolve("smoke")
+    assert smoke.limit is not None and smoke.limit <= 128
+    for part in smoke.parts:
+        if part.kind == "attack_sweep":
+            assert part.options.steps == 10
+    assert count_cells(smoke) > 0
+    full = spec.resolve("full")
+    assert full.limit is None
+    for part in full.parts:
+        if part.kind == "attack_sweep":
+            assert part.options.steps == 100 and part.options.restarts == 5
+
+
+@pytest.mark.parametrize("name", ["quickstart", "lp-attacks", "noise"])
+def test_builtin_resolved_toml_round_trips(name: str, tmp_path: Path) -> None:
+    r = load_study(name).resolve("smoke", ["limit=8"])
+    path = write(tmp_path, r.to_toml(), "study.toml")
+    assert load_study(path).resolve().to_dict() == r.to_dict()

@@ -1,0 +1,241 @@
+"""Report figures with seaborn on matplotlib's Agg backend (no display needed), saved as PNG.
+
+`FigureWriter` writes into a run's ``figures/`` folder and returns `Figure` blocks for report sections:
+curves with 95% CI bands (robust accuracy vs eps, accuracy vs noise level), heatmaps (model x condition),
+bars (potency eps*), scatter plots (adversarial vs noise robustness).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot; reports never need a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .document import Figure  # noqa: E402
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of ``text``."""
+    return _SAFE.sub("_", text).strip("_") or "figure"
+
+
+class FigureWriter:
+    """Makes figures under ``folder`` (created on first figure) and returns `Figure` blocks.
+
+    Args:
+        folder: the figures folder (``<run>/figures``).
+        dpi: resolution of the PNG files.
+    """
+
+    def __init__(self, folder: str | Path, dpi: int = 100) -> None:
+        self.folder = Path(folder)
+        self.dpi = dpi
+        self.written: list[str] = []
+
+    def _save(self, fig: Any, name: str, caption: str) -> Figure:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        base = safe_name(name)
+        fname = f"{base}.png"
+        n = 2
+        while fname in self.written:
+            fname = f"{base}-{n}.png"
+            n += 1
+        fig.savefig(self.folder / fname, dpi=self.dpi, bbox_inches="tight", metadata={"Software": None})
+        plt.close(fig)
+        self.written.append(fname)
+        return Figure(fname, caption)
+
+    def curves(
+        self,
+        df: pd.DataFrame,
+        *,
+        x: str,
+        y: str = "value",
+        hue: str = "model",
+        style: str | None = None,
+        facet: str | None = None,
+        ci: tuple[str, str] | None = ("ci_low", "ci_high"),
+        name: str,
+        title: str = "",
+        caption: str = "",
+        xlabel: str | None = None,
+        ylabel: str | None = None,
+        logx: bool = False,
+        invert_x: bool = False,
+        ylim: tuple[float, float] | None = (0.0, 1.02),
+    ) -> Figure:
+        """Lines of ``y`` vs ``x`` per ``hue`` (and ``style``), a panel per ``facet`` value, CI bands."""
+        sns.set_theme(style="whitegrid", context="notebook")
+        facets = list(dict.fromkeys(df[facet])) if facet else [None]
+        ncols = min(len(facets), 3)
+        nrows = math.ceil(len(facets) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
+        hues = list(dict.fromkeys(df[hue]))
+        palette = dict(zip(hues, sns.color_palette("tab10", n_colors=max(len(hues), 1))))
+        for i, fv in enumerate(facets):
+            ax = axes[i // ncols][i % ncols]
+            sub = df if fv is None else df[df[facet] == fv]
+            sub = sub.sort_values(x)
+            extra = {"markers": True, "dashes": True} if style else {"marker": "o"}
+            sns.lineplot(
+                data=sub,
+                x=x,
+                y=y,
+                hue=hue,
+                style=style,
+                palette=palette,
+                ax=ax,
+                errorbar=None,
+                legend=(i == 0),
+                **extra,
+            )
+            if ci and ci[0] in sub and ci[1] in sub:
+                keys = [hue] + ([style] if style else [])
+                for key, grp in sub.groupby(keys, sort=False):
+                    h = key[0] if isinstance(key, tuple) else key
+                    g = grp.dropna(subset=[ci[0], ci[1]]).sort_values(x)
+                    if len(g):
+                        ax.fill_between(
+                            g[x].astype(float),
+                            g[ci[0]].astype(float),
+                            g[ci[1]].astype(float),
+                            color=palette[h],
+                            alpha=0.15,
+                            linewidth=0,
+                        )
+            xs = sorted({float(v) for v in sub[x]})
+            if logx:
+                if xs and xs[0] > 0:
+                    ax.set_xscale("log")
+                else:
+                    ax.set_xscale("symlog", linthresh=_linthresh(sub[x]))
+            if 0 < len(xs) <= 8:
+                ax.set_xticks(xs)
+                ax.set_xticklabels([f"{v:g}" for v in xs], fontsize=8)
+                ax.minorticks_off()
+            if invert_x:
+                ax.invert_xaxis()
+            if ylim:
+                ax.set_ylim(*ylim)
+            ax.set_xlabel(xlabel or x)
+            ax.set_ylabel(ylabel or y)
+            if fv is not None:
+                ax.set_title(str(fv), fontsize=10)
+        for j in range(len(facets), nrows * ncols):
+            axes[j // ncols][j % ncols].set_visible(False)
+        if title:
+            fig.suptitle(title, fontsize=12)
+        fig.tight_layout()
+        return self._save(fig, name, caption or title)
+
+    def heatmap(
+        self,
+        matrix: pd.DataFrame,
+        *,
+        name: str,
+        title: str = "",
+        caption: str = "",
+        vmin: float | None = 0.0,
+        vmax: float | None = 1.0,
+        fmt: str = ".2f",
+        cmap: str = "viridis",
+    ) -> Figure:
+        """A heatmap of ``matrix`` (rows x columns, e.g. model x condition) with annotated cells."""
+        sns.set_theme(style="white", context="notebook")
+        w = max(4.0, 0.75 * matrix.shape[1] + 2.5)
+        h = max(2.2, 0.5 * matrix.shape[0] + 1.6)
+        fig, ax = plt.subplots(figsize=(min(w, 22), min(h, 16)))
+        sns.heatmap(
+            matrix.astype(float),
+            annot=matrix.shape[1] <= 24,
+            fmt=fmt,
+            vmin=vmin,
+            vmax=vmax,
+            cmap=cmap,
+            ax=ax,
+            cbar_kws={"shrink": 0.8},
+            annot_kws={"fontsize": 8},
+        )
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=8)
+        ax.tick_params(axis="y", labelrotation=0, labelsize=8)
+        if title:
+            ax.set_title(title, fontsize=11)
+        fig.tight_layout()
+        return self._save(fig, name, caption or title)
+
+    def bars(
+        self,
+        df: pd.DataFrame,
+        *,
+        x: str,
+        y: str = "value",
+        hue: str | None = None,
+        name: str,
+        title: str = "",
+        caption: str = "",
+        ylabel: str | None = None,
+        log: bool = False,
+    ) -> Figure:
+        """A bar chart of ``y`` per ``x`` (and ``hue``)."""
+        sns.set_theme(style="whitegrid", context="notebook")
+        fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * df[x].nunique() + 2.5), 3.6))
+        sns.barplot(data=df, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("")
+        ax.set_ylabel(ylabel or y)
+        ax.tick_params(axis="x", labelrotation=30)
+        if title:
+            ax.set_title(title, fontsize=11)
+        fig.tight_layout()
+        return self._save(fig, name, caption or title)
+
+    def scatter(
+        self,
+        df: pd.DataFrame,
+        *,
+        x: str,
+        y: str,
+        label: str = "model",
+        name: str,
+        title: str = "",
+        caption: str = "",
+        xlabel: str | None = None,
+        ylabel: str | None = None,
+    ) -> Figure:
+        """Points of ``y`` vs ``x``, each annotated with its ``label``."""
+        sns.set_theme(style="whitegrid", context="notebook")
+        fig, ax = plt.subplots(figsize=(5.2, 4.0))
+        sns.scatterplot(data=df, x=x, y=y, ax=ax, s=50)
+        for _, r in df.iterrows():
+            ax.annotate(str(r[label]), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(xlabel or x)
+        ax.set_ylabel(ylabel or y)
+        if title:
+            ax.set_title(title, fontsize=11)
+        fig.tight_layout()
+        return self._save(fig, name, caption or title)
+
+
+def _linthresh(values: Sequence[float] | pd.Series) -> float:
+    arr = np.abs(np.asarray(values, dtype=float))
+    arr = arr[arr > 0]
+    return float(arr.min()) if len(arr) else 1.0
+
+
+__all__ = ["FigureWriter", "safe_name"]

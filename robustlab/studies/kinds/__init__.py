@@ -1,0 +1,55 @@
+"""Study kinds: one registry (`KINDS`) of `StudyKind` subclasses, found by the ``kind`` key of study files.
+
+Built-in kinds (``attack_sweep``, ``noise_sweep``) are imported on first use, so importing this package is
+cheap. Register your own::
+
+    from robustlab.studies.kinds import KINDS, StudyKind
+
+    @KINDS.register("my_kind")
+    class MyKind(StudyKind):
+        ...
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..._registry import Registry
+from .base import ModelInfo, RunInfo, StudyKind
+
+#: name -> StudyKind subclass
+KINDS: Registry = Registry("study kind")
+
+_BUILTIN = ("attack_sweep", "noise_sweep")
+
+
+def _load_builtin() -> None:
+    for module in _BUILTIN:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+def get_kind(name: str, module: str | None = None) -> StudyKind:
+    """An instance of the kind registered as ``name``.
+
+    Args:
+        name: registry name.
+        module: a module to import first when ``name`` is not registered yet (kinds defined outside the
+            package, e.g. on a Ray worker that has not imported them).
+
+    Raises:
+        RegistryError: naming the unknown kind and the known ones.
+    """
+    _load_builtin()
+    if name not in KINDS and module:
+        importlib.import_module(module)
+    cls = KINDS.get(name)
+    return cls()
+
+
+def list_kinds() -> list[str]:
+    """Registered kind names."""
+    _load_builtin()
+    return KINDS.list()
+
+
+__all__ = ["KINDS", "ModelInfo", "RunInfo", "StudyKind", "get_kind", "list_kinds"]

@@ -1,0 +1,52 @@
+"""Measurements shared by study kinds: per-example values -> a row's value, n and 95% bootstrap interval."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def estimate(values: Any, seed: int, n_boot: int = 1000) -> dict[str, Any]:
+    """Mean of per-example ``values`` with ``n`` and a 95% percentile bootstrap interval
+    (`robustlab.metrics.classification.bootstrap_ci`, seeded).
+
+    Non-finite values are dropped (``n`` counts the finite ones); no finite value gives ``value = None``.
+    """
+    from ...metrics.classification import bootstrap_ci
+
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {"value": None, "n": 0, "ci_low": None, "ci_high": None}
+    lo, hi = bootstrap_ci(v, n_boot=n_boot, level=0.95, seed=seed)
+    return {"value": float(v.mean()), "n": int(len(v)), "ci_low": lo, "ci_high": hi}
+
+
+def predict_correct(model: Any, batch: Mapping[str, Any]) -> np.ndarray:
+    """Per-example correctness (float 0/1) of ``model`` on a (possibly adversarial) batch."""
+    import torch
+
+    from ...attacks.base import predict
+    from ...metrics.classification import correct
+
+    with torch.no_grad():
+        logits = predict(model, batch)
+    return correct(logits, batch["label"])
+
+
+def concat(chunks: Iterable[np.ndarray]) -> np.ndarray:
+    """Concatenate per-batch arrays (empty -> an empty float array)."""
+    parts = [np.asarray(c, dtype=np.float64).reshape(-1) for c in chunks]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def group_mean(rows: Iterable[Mapping[str, Any]], key: str, value: str = "value") -> dict[Any, float]:
+    """Mean of ``value`` per ``key`` over rows with a numeric value."""
+    acc: dict[Any, list[float]] = {}
+    for r in rows:
+        v = r.get(value)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            acc.setdefault(r.get(key), []).append(float(v))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
