@@ -57,7 +57,7 @@ from .spec import DatasetSpec, fingerprint
 logger = logging.getLogger(__name__)
 
 #: bump whenever the generator changes what it produces (part of the fingerprint and the cache key).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 1.0
@@ -84,13 +84,13 @@ LABEL_NAMES = tuple(f"{a}|{v}" for a, v in zip(AUDIO_FAMILIES, VISUAL_FAMILIES, 
 DEFAULT_KNOBS: dict[str, Any] = {
     # per-clip SNR (dB) of the event against the background noise, drawn uniformly in this range
     "snr_db": (-22.0, 8.0),
-    # per-image occlusion level drawn uniformly in [0, max_occlusion]: side of the occluder relative to the
-    # object's extent
+    # per-image occlusion level max_occlusion * U(0, 1)^2 (skewed to light occlusion): side of the occluder
+    # relative to the object's extent (>= 0.7 hides most of the object)
     "max_occlusion": 1.0,
     # per-image pixel-noise std drawn uniformly in [0, pixel_noise]
-    "pixel_noise": 0.15,
+    "pixel_noise": 0.06,
     # per-image contrast between object and background drawn uniformly in this range
-    "contrast": (0.25, 0.8),
+    "contrast": (0.4, 0.9),
 }
 DEFAULT_SIZES = {"n_train": 3000, "n_val": 500, "n_test": 500}
 
@@ -288,11 +288,10 @@ def _visual_chunk(
     bg = rng.uniform(0.0, 1.0, (m, 3))
     direction = rng.standard_normal((m, 3))
     contrast = rng.uniform(*knobs["contrast"], (m, 1))
-    occ_level = rng.uniform(0.0, knobs["max_occlusion"], (m, 1, 1))
+    # skewed towards light occlusion: most images keep most of their object, some lose most of it
+    occ_level = knobs["max_occlusion"] * rng.uniform(0.0, 1.0, (m, 1, 1)) ** 2
     occ_aspect = np.exp(r3(-0.5, 0.5))
     occ_dx, occ_dy = r3(-0.5, 0.5), r3(-0.5, 0.5)
-    occ_colour = rng.uniform(0.0, 1.0, (m, 3))
-    occ_texture = rng.standard_normal((m, 3, IMAGE_SIZE, IMAGE_SIZE))
     noise_std = rng.uniform(0.0, knobs["pixel_noise"], (m, 1, 1, 1))
     pixel_noise = rng.standard_normal((m, 3, IMAGE_SIZE, IMAGE_SIZE))
 
@@ -320,8 +319,8 @@ def _visual_chunk(
     )  # (10, m, H, W)
     mask = masks[labels, np.arange(m)].astype(np.float64)[:, None]  # (m, 1, H, W)
 
-    # foreground = background moved by `contrast` along a mostly-luminance colour direction (lighter or darker,
-    # with a random hue shift), kept inside [0, 1]
+    # foreground = background moved by `contrast` along a mostly-luminance colour direction (lighter or
+    # darker, with a random hue shift), kept inside [0, 1]
     sign = np.where(rng.uniform(0.0, 1.0, (m, 1)) < 0.5, -1.0, 1.0)
     direction = sign + 0.6 * direction
     direction /= np.linalg.norm(direction, axis=1, keepdims=True) + 1e-12
@@ -330,14 +329,13 @@ def _visual_chunk(
     fg = np.clip(fg, 0.0, 1.0)
     img = bg[:, :, None, None] * (1 - mask) + fg[:, :, None, None] * mask
 
-    # occluder: a rectangle of coloured noise near the object (textured, so it is not itself a flat shape),
-    # side ~ occ_level * object extent
+    # occluder: a rectangle near the object that erases it to the background colour (a cut-out, so the
+    # occluder is not itself a salient shape), side ~ occ_level * object extent
     half_w = occ_level * scale * occ_aspect
     half_h = occ_level * scale / occ_aspect
     ox, oy = cx + occ_dx * scale, cy + occ_dy * scale
     occ = ((np.abs(xx - ox) <= half_w) & (np.abs(yy - oy) <= half_h)).astype(np.float64)[:, None]
-    occ_fill = np.clip(occ_colour[:, :, None, None] + 0.3 * occ_texture, 0.0, 1.0)
-    img = img * (1 - occ) + occ_fill * occ
+    img = img * (1 - occ) + bg[:, :, None, None] * occ
 
     img = np.clip(img + noise_std * pixel_noise, 0.0, 1.0)
     q = np.round(img * 255.0).astype(np.uint8)

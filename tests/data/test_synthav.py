@@ -212,7 +212,7 @@ def test_tiny_classifiers_learn_each_modality():
     import torchaudio
 
     torch.manual_seed(0)
-    tr = sav.SynthAV("train", cache=False, n_train=1000).tensors()
+    tr = sav.SynthAV("train", cache=False, n_train=1500).tensors()
     te = sav.SynthAV("test", cache=False, n_test=300).tensors()
     mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=512, hop_length=256, n_mels=40)
 
@@ -222,13 +222,14 @@ def test_tiny_classifiers_learn_each_modality():
             torch.nn.MaxPool2d(2),
         )
 
-    def fit(x_tr: torch.Tensor, x_te: torch.Tensor, in_ch: int) -> float:
+    def fit(x_tr: torch.Tensor, x_te: torch.Tensor, widths: tuple[int, ...], epochs: int) -> float:
+        layers = [block(i, o) for i, o in zip(widths[:-1], widths[1:], strict=True)]
         model = torch.nn.Sequential(
-            block(in_ch, 16), block(16, 32), block(32, 32),
-            torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10),
+            *layers, torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(widths[-1], 10)
         )
         opt = torch.optim.Adam(model.parameters(), 3e-3)
-        for _ in range(3):
+        for _ in range(epochs):
+            model.train()
             perm = torch.randperm(len(x_tr))
             for i in range(0, len(x_tr), 50):
                 b = perm[i : i + 50]
@@ -244,5 +245,5 @@ def test_tiny_classifiers_learn_each_modality():
         a_tr, a_te = (torch.log(mel(x) + 1e-6).unsqueeze(1) for x in (tr["audio"], te["audio"]))
         mu, sd = a_tr.mean(), a_tr.std()
         a_tr, a_te = (a_tr - mu) / sd, (a_te - mu) / sd
-    assert fit(a_tr, a_te, 1) > 0.4  # chance is 0.1
-    assert fit(tr["visual"], te["visual"], 3) > 0.4
+    assert fit(a_tr, a_te, (1, 16, 32, 32), epochs=3) > 0.4  # chance is 0.1
+    assert fit(tr["visual"], te["visual"], (3, 32, 64, 128), epochs=6) > 0.4
