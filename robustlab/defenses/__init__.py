@@ -1,1 +1,2 @@
-"""Defenses: adversarial training, mixup defenses, diffusion purification, randomized smoothing (later issues)."""
+"""Defenses: adversarial training, mixup defenses, diffusion purification and randomized smoothing
+(filled by later issues)."""

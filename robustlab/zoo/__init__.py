@@ -156,11 +156,12 @@ def list(pattern: str | None = None) -> list[dict[str, Any]]:  # noqa: A001 - th
 
 
 def _modalities(r: Recipe) -> list[str]:
+    # note: this module's `list` is the zoo's verb, not the builtin
     if r.data.modalities:
-        return list(r.data.modalities)
+        return [*r.data.modalities]
     from ..models import arch_info
 
-    return list(arch_info(r.arch).modalities)
+    return [*arch_info(r.arch).modalities]
 
 
 __all__ = ["CheckpointError", "card", "dataset_for", "get_or_train", "list", "load", "recipe", "train"]

@@ -18,14 +18,24 @@ description = "tiny test recipe"
 [data]
 name = "synth-av"
 modalities = {mods}
-options = {{ n_train = 400, n_val = 100, n_test = 100, seed = 3 }}
+[data.options]  # easy images (no occlusion or pixel noise, high contrast) so a short run learns them
+n_train = 600
+n_val = 100
+n_test = 100
+seed = 3
+max_occlusion = 0.0
+pixel_noise = 0.0
+contrast = [0.8, 0.9]
 [train]
-epochs = 4
+epochs = 6
 batch_size = 32
 lr = 0.003
 warmup_epochs = 0.5
 {extra}
 """
+
+
+ARGS = {"widths": [16, 32, 64]}  # a small but not tiny visual CNN
 
 
 def _toml_args(d: dict) -> str:
@@ -34,18 +44,16 @@ def _toml_args(d: dict) -> str:
 
 @pytest.fixture
 def recipes(tmp_path, monkeypatch):
-    from robustlab import models as rmodels
-
+    monkeypatch.setenv("ROBUSTLAB_HOME", str(tmp_path / "home"))  # nothing trained yet, per test
     folder = tmp_path / "recipes"
     folder.mkdir()
-    info = rmodels.arch_info("visual_cnn")
     (folder / "visual_cnn.tiny_synthav.toml").write_text(
-        TINY.format(arch="visual_cnn", args=_toml_args(info.tiny), mods='["visual"]', extra="")
+        TINY.format(arch="visual_cnn", args=_toml_args(ARGS), mods='["visual"]', extra="")
     )
     (folder / "visual_cnn.tinymix_synthav.toml").write_text(
         TINY.format(
             arch="visual_cnn",
-            args=_toml_args(info.tiny),
+            args=_toml_args(ARGS),
             mods='["visual"]',
             extra="balanced_sampling = true\nweight_averaging_from = 3\n[augment]\n"
             "mixup = { rate = 0.5, alpha = 0.4 }",
