@@ -7,13 +7,15 @@
   linearised distance to the boundary); step ``alpha_k * eps_k`` along the steepest-ascent direction, both
   cosine-annealed. The result is an upper bound of each sample's true minimal norm (inf when none found).
 * `eps_star`: the smallest budget on a grid at which accuracy (mAP for multi-label heads) falls to the
-  deactivation level (chance, or a fraction of clean). ``method="min-eps"`` (default) predicts the accuracy
-  curve from the min-norm distribution (accuracy at eps = fraction of clean-correct samples whose min-norm
-  exceeds eps), takes the first grid point whose prediction reaches the level, and verifies it with the real
-  attack (PGD with per-sample early stop): a galloping search from the candidate finds the bracket
-  [fails, passes] on the grid and a bisection inside it gives exactly the grid point a full PGD bisection
-  would give (assuming accuracy is monotone in eps), usually with 2 attack runs instead of log2(len(grid)).
-  ``method="bisection"`` is that plain bisection over the grid (the baseline).
+  deactivation level (chance, or a fraction of clean). ``method="adaptive"`` (default) keeps, per sample, the
+  largest budget the attack failed at and the smallest it succeeded at; a probe at a budget attacks only the
+  samples that bookkeeping does not settle, most robust first (ranked by a first-order min-eps estimate, which
+  also picks the first budget), and stops as soon as the probe's outcome is decided. Galloping (budget x/÷ 2)
+  brackets the answer and a bisection over the grid finds it: the grid point a plain bisection would give
+  when each sample's attack outcome is monotone in eps, at a fraction of the per-sample attack runs.
+  A passing budget is always backed by real adversarial examples (a sample fooled at a smaller budget is
+  fooled inside the larger ball too). ``method="bisection"`` is the plain bisection over the grid, every
+  probe attacking every sample (the baseline).
 
 Example:
     >>> r = eps_star(model, batches, "linf", "audio", grid=[0.0005, 0.001, 0.002, 0.004])
@@ -37,6 +39,7 @@ from .projection import bview, lp_norm, project_ball_
 from .threat import Threat
 
 DUAL = {"linf": 1, "l2": 2}
+GUIDE_GAMMA = 0.3  # FMN norm step of the eps* guide: short runs need a large one to shrink from the first hit
 
 
 def min_norm(p: Problem, norm: str, steps: int = 30, start: Mapping[str, Tensor] | None = None,
@@ -136,6 +139,30 @@ def min_eps(model: nn.Module, batch: Mapping[str, Tensor], norm: str, modality: 
     return n
 
 
+def first_order_eps(model: nn.Module, batch: Mapping[str, Tensor], norm: str, modality: str = "audio", *,
+                    domain: str = "input") -> Tensor:
+    """First-order (DeepFool-style) estimate of each sample's minimal eps (B,): ``margin / ||grad||_dual``.
+
+    One forward and backward pass; an estimate, not a bound (no adversarial example is found). 0 for samples
+    misclassified clean. For ``norm="snr"`` the value is in dB (``20 log10(||x|| / estimate)``).
+    """
+    l_norm = "l2" if norm == "snr" else norm
+    if l_norm not in DUAL:
+        raise ValueError(f"first_order_eps: norm must be linf, l2 or snr, got {norm!r}")
+    atk = _MinNorm(model, Threat(l_norm, 1.0, modality, domain))
+    atk._check_batch(batch, None)
+    with attack_mode(model):
+        p = atk.problem(batch)
+        d = {m: torch.zeros_like(v, requires_grad=True) for m, v in p.x.items()}
+        s, _, g = p.loss_grad(d, lambda logits, y, target: L.margin(logits, y, target))
+        gd = g[modality].reshape(len(s), -1).norm(p=DUAL[l_norm], dim=1).clamp(min=1e-12)
+        est = (-s).clamp(min=0) / gd
+    if norm == "snr":
+        with np.errstate(divide="ignore"):
+            return 20 * torch.log10(lp_norm(p.x[modality], "l2") / est)
+    return est
+
+
 def _collect(batches: Iterable[Mapping[str, Tensor]] | Mapping[str, Tensor]) -> list[Mapping[str, Tensor]]:
     if isinstance(batches, Mapping):
         return [batches]
@@ -169,9 +196,147 @@ def deactivation_level(model: nn.Module, batches: Sequence[Mapping[str, Tensor]]
     return float(level) * clean
 
 
+def _pool(batches: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """The batches as one batch dict (every value a tensor with the batch dimension first)."""
+    keys = set(batches[0])
+    for i, b in enumerate(batches):
+        if set(b) != keys:
+            raise ValueError(f"eps_star: batch {i} has keys {sorted(b)}, expected {sorted(keys)}")
+    return {k: torch.cat([b[k] for b in batches]) for k in sorted(keys)}
+
+
+class _Status:
+    """What the attacks so far say about each sample, on grid indices ordered by strength.
+
+    ``lo[i]``: largest index at which the attack failed on sample i (-1: none); ``hi[i]``: smallest index at
+    which it fooled it (``n``: none; 0 for samples misclassified clean). A sample fooled at a budget counts as
+    fooled at every larger one (the adversarial example lies in the larger ball too: evidence); a sample the
+    attack failed on counts as robust at every smaller budget (monotonicity: the assumption any bisection over
+    budgets makes).
+    """
+
+    def __init__(self, correct: Tensor, n: int) -> None:
+        self.lo = torch.full(correct.shape, -1, dtype=torch.long)
+        self.hi = torch.where(correct, n, 0).long()
+
+    def robust(self, k: int) -> int:
+        return int((self.lo >= k).sum())
+
+    def not_fooled(self, k: int) -> int:
+        return int((self.hi > k).sum())
+
+    def unknown(self, k: int) -> Tensor:
+        return ((self.lo < k) & (self.hi > k)).nonzero().flatten()
+
+    def record(self, idx: Tensor, fooled: Tensor, k: int) -> None:
+        self.hi[idx[fooled]] = self.hi[idx[fooled]].clamp(max=k)
+        self.lo[idx[~fooled]] = self.lo[idx[~fooled]].clamp(min=k)
+
+
+GALLOP = 2.0  # budget factor of the galloping search
+START = 0.25  # first probe at this fraction of the guide's eps* (guides over-estimate; failing probes: cheap)
+
+
+def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor, strength: Sequence[float],
+                     norm: str, allowed: float, make_attack: Any, guide: Tensor | None, batch_size: int,
+                     start: int) -> tuple[int | None, _Status, list[dict[str, Any]]]:
+    """Smallest strength index whose accuracy is <= ``allowed`` / N (None if even the strongest is above).
+
+    Galloping from ``start`` (budget halved/doubled) brackets the answer, a bisection over grid indices finds
+    it. A probe at budget k first projects each unsettled sample's smallest adversarial perturbation found so
+    far into the budget-k feasible set (one forward pass: still adversarial = fooled at k, with the evidence);
+    then attacks only the samples still unsettled, most robust first by ``guide`` (a robustness score,
+    higher = more robust), and stops as soon as the outcome is decided: a passing probe needs every sample but
+    ``allowed`` fooled, a failing probe stops once more than ``allowed`` samples survived.
+    """
+    n, total = len(strength), len(correct)
+    st = _Status(correct, n)
+    runs: list[dict[str, Any]] = []
+    order = torch.arange(total) if guide is None else torch.argsort(guide, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(total)
+    found: dict[str, Tensor] = {}  # modality -> (N, ...) smallest adversarial perturbation found per sample
+
+    def take(idx: Tensor) -> dict[str, Tensor]:
+        return {key: v[idx.to(v.device)] for key, v in pool.items()}
+
+    def reuse(k: int, atk: Attack) -> int:
+        """Settle samples fooled at a larger budget whose perturbation, projected to budget k, still fools."""
+        idx = st.unknown(k)
+        idx = idx[st.hi[idx] < n]
+        if not found or idx.numel() == 0:
+            return 0
+        with attack_mode(model):
+            p = atk.problem(take(idx))
+            d = {m: found[m][idx.to(found[m].device)].clone() for m in p.x}
+            for m, c in p.cons.items():
+                c.project_(d[m])
+            fooled = p.success(p.logits(d)).cpu()
+        keep(idx[fooled], {m: v[fooled.to(v.device)] for m, v in d.items()})
+        st.record(idx[fooled], torch.ones(int(fooled.sum()), dtype=torch.bool), k)  # the others: unsettled
+        return int(fooled.sum())
+
+    def keep(idx: Tensor, d: Mapping[str, Tensor]) -> None:
+        for m, v in d.items():
+            if m not in found:
+                found[m] = torch.zeros((total, *v.shape[1:]), dtype=v.dtype, device=v.device)
+            found[m][idx.to(v.device)] = v.detach()
+
+    def probe(k: int) -> bool:
+        attacked, atk = 0, make_attack(strength[k])
+        reused = reuse(k, atk) if st.robust(k) <= allowed < st.not_fooled(k) else 0
+        chunk = 2 * (int(math.floor(allowed)) - st.robust(k) + 1)
+        while st.robust(k) <= allowed < st.not_fooled(k):
+            u = st.unknown(k)
+            # most robust first: survived the largest budget so far, then by the guide; the chunk grows
+            # geometrically from twice the survivors that would settle a failure
+            u = u[torch.argsort(st.lo[u] * total - rank[u], descending=True, stable=True)]
+            idx = u[: min(batch_size, max(chunk, 8))]
+            chunk *= 2
+            sub = take(idx)
+            atk._check_batch(sub, None)
+            with attack_mode(model):
+                p = atk.problem(sub)
+                d = atk.run(p)
+                fooled = p.success(p.logits(d)).cpu()
+            keep(idx[fooled], {m: v[fooled.to(v.device)] for m, v in d.items()})
+            st.record(idx, fooled, k)
+            attacked += len(idx)
+        if attacked or reused:
+            runs.append({"eps": strength[k], "samples": attacked, "reused": reused})
+        return st.not_fooled(k) <= allowed
+
+    def towards(k: int, factor: float, lo: int, hi: int) -> int:
+        """Index in [lo, hi] whose budget is closest to budget k scaled by ``factor`` (SNR: -20 log10 dB)."""
+        target = strength[k] - 20 * math.log10(factor) if norm == "snr" else strength[k] * factor
+        return min(range(lo, hi + 1), key=lambda i: abs(strength[i] - target))
+
+    lo_k, hi_k, k = -1, None, start
+    while True:
+        if probe(k):
+            hi_k = k
+            if k - lo_k <= 1 or lo_k >= 0:
+                break
+            k = towards(k, 1 / GALLOP, 0, k - 1)
+        else:
+            lo_k = k
+            if hi_k is not None or k == n - 1:
+                break
+            k = towards(k, GALLOP, k + 1, n - 1)
+    if hi_k is None:
+        return None, st, runs
+    while hi_k - lo_k > 1:
+        mid = (lo_k + hi_k) // 2
+        if probe(mid):
+            hi_k = mid
+        else:
+            lo_k = mid
+    return hi_k, st, runs
+
+
 def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping[str, Tensor], norm: str,
              modality: str, grid: Sequence[float], attack: str = "pgd", level: str | float = "chance", *,
-             method: str = "min-eps", min_norm_steps: int = 20, domain: str = "input",
+             method: str = "adaptive", guide: str = "linear", min_norm_steps: int = 10, domain: str = "input",
              early_stop: bool = True, **attack_kwargs: Any) -> dict[str, Any]:
     """Smallest grid budget at which the attacked metric falls to the deactivation level.
 
@@ -183,80 +348,87 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
         grid: candidate budgets.
         attack: registered attack used to measure accuracy at a budget (default ``"pgd"``).
         level: ``"chance"`` or a fraction of the clean metric.
-        method: ``"min-eps"`` (FMN-predicted candidate + verified galloping/bisection) or ``"bisection"``.
-        min_norm_steps: FMN steps for ``"min-eps"``.
-        early_stop: per-sample early stop in the verifying attack (on by default: same successes, cheaper).
-        **attack_kwargs: passed to the attack (``steps``, ``restarts``, ...).
+        method: ``"adaptive"`` (default: a per-sample min-eps guide picks the first budget and the order in
+            which samples are attacked; per-sample bookkeeping means each probe attacks only the samples it
+            needs, see `_adaptive_search`) or ``"bisection"`` (plain bisection over the grid, every probe
+            attacking every sample: the baseline). Multi-label heads (mAP is not a per-sample count) always
+            bisect.
+        guide: ``"linear"`` (default: `first_order_eps`, one forward/backward pass), ``"fmn"`` (`min_eps`
+            with ``min_norm_steps`` steps) or ``"none"`` (the search starts at the strongest budget).
+        min_norm_steps: FMN steps of the ``"fmn"`` guide.
+        early_stop: per-sample early stop in the attack (on by default: same successes, cheaper).
+        **attack_kwargs: passed to the attack (``steps``, ``restarts``, ``seed``, ...).
 
     Returns:
-        dict with ``eps_star`` (None if no grid point reaches the level), ``curve`` (list of ``{"eps",
-        "accuracy", "source"}``: ``"attack"`` for measured points, ``"min-eps"`` for FMN predictions),
-        ``deactivation_level``, ``clean``, ``method``, ``attack_runs`` (budgets the attack was run at).
+        dict with ``eps_star`` (None if no grid point reaches the level), ``curve`` (the probed budgets:
+        ``{"eps", "accuracy", "accuracy_lower", "source": "attack"}``; ``accuracy`` counts as fooled only the
+        samples an attack fooled at that budget or below, ``accuracy_lower`` also counts as fooled those not
+        shown robust at that budget or above; equal for the plain bisection), ``deactivation_level``,
+        ``clean``, ``method``, ``attack_runs`` (budgets probed, in order) and ``samples_attacked`` (the
+        per-sample attack runs, the search's cost in units of one attacked sample).
     """
-    if method not in ("min-eps", "bisection"):
-        raise ValueError(f"eps_star: method must be 'min-eps' or 'bisection', got {method!r}")
+    if method == "min-eps":  # the name of this method before the per-sample bookkeeping
+        method = "adaptive"
+    if method not in ("adaptive", "bisection"):
+        raise ValueError(f"eps_star: method must be 'adaptive' or 'bisection', got {method!r}")
+    if guide not in ("linear", "fmn", "none"):
+        raise ValueError(f"eps_star: guide must be 'linear', 'fmn' or 'none', got {guide!r}")
     if not grid:
         raise ValueError("eps_star: empty grid")
     batches = _collect(batches)
     # order grid by strength (snr: higher dB = weaker)
     strength = sorted(set(float(e) for e in grid), reverse=(norm == "snr"))
+    n = len(strength)
     with torch.no_grad():
         clean = _metric(model, batches, batches)
     lvl = deactivation_level(model, batches, level, clean)
     if attack_kwargs.get("early_stop") is not None:
         early_stop = attack_kwargs.pop("early_stop")
-    measured: dict[int, float] = {}
+    es = {"early_stop": early_stop} if attack in ("pgd", "apgd-ce", "apgd-dlr") else {}
 
-    def run(k: int) -> float:
-        if k not in measured:
-            atk = create(attack, model, Threat(norm, strength[k], modality, domain),
-                         **({"early_stop": early_stop} if attack in ("pgd", "apgd-ce", "apgd-dlr") else {}),
-                         **attack_kwargs)
-            measured[k] = _metric(model, batches, [atk(b) for b in batches])
-        return measured[k]
+    def make_attack(eps: float) -> Attack:
+        return create(attack, model, Threat(norm, eps, modality, domain), **es, **attack_kwargs)
+
+    base = {"deactivation_level": lvl, "clean": clean, "attack": attack}
+    if method == "adaptive" and not model.spec.multilabel:
+        pool = _pool(batches)
+        total = len(pool["label"])
+        with torch.no_grad():
+            correct = torch.cat([(predict(model, b).argmax(1) == b["label"]).cpu() for b in batches])
+        guide_t, start = None, n - 1
+        if guide != "none" and norm in ("linf", "l2", "snr") and bool(correct.any()):
+            est = torch.zeros(total)
+            sub = {k: v[correct.to(v.device)] for k, v in pool.items()}
+            est[correct] = (first_order_eps(model, sub, norm, modality, domain=domain) if guide == "linear"
+                            else min_eps(model, sub, norm, modality, domain=domain, steps=min_norm_steps,
+                                         gamma_init=GUIDE_GAMMA)).cpu()
+            guide_t = -est if norm == "snr" else est  # higher = more robust
+            guide_t[~correct] = float("-inf")
+            # first budget the guide predicts to deactivate the model, scaled by START
+            pred = next((k for k, e in enumerate(strength)
+                         if int((guide_t > (-e if norm == "snr" else e)).sum()) <= lvl * total), n - 1)
+            e0 = strength[pred] - 20 * math.log10(START) if norm == "snr" else strength[pred] * START
+            start = min(range(n), key=lambda i: abs(strength[i] - e0))
+        batch_size = max(len(b["label"]) for b in batches)
+        k, st, runs = _adaptive_search(model, pool, correct, strength, norm, lvl * total, make_attack,
+                                       guide_t, batch_size, start)
+        probed = sorted({strength.index(r["eps"]) for r in runs} | ({k} if k is not None else set()))
+        curve = [{"eps": strength[j], "accuracy": st.not_fooled(j) / total,
+                  "accuracy_lower": st.robust(j) / total, "source": "attack"} for j in probed]
+        curve.sort(key=lambda r: r["eps"])
+        return {**base, "eps_star": None if k is None else strength[k], "curve": curve, "method": "adaptive",
+                "attack_runs": [r["eps"] for r in runs], "samples_attacked": sum(r["samples"] for r in runs)}
+
+    measured: dict[int, float] = {}
+    size = sum(len(b["label"]) for b in batches)
 
     def passes(k: int) -> bool:
-        return run(k) <= lvl
+        if k not in measured:
+            atk = make_attack(strength[k])
+            measured[k] = _metric(model, batches, [atk(b) for b in batches])
+        return measured[k] <= lvl
 
-    n = len(strength)
-    predicted: list[float] | None = None
-    if method == "min-eps" and not model.spec.multilabel and norm in ("linf", "l2", "snr"):
-        need, ok = [], []
-        for b in batches:  # FMN only on the clean-correct points (the others count as broken anyway)
-            with torch.no_grad():
-                hit = predict(model, b).argmax(1) == b["label"]
-            nb = torch.zeros(hit.shape[0])
-            if bool(hit.any()):
-                sub = {k: v[hit] for k, v in b.items()}
-                nb[hit] = min_eps(model, sub, norm, modality, domain=domain, steps=min_norm_steps).cpu()
-            need.append(nb)
-            ok.append(hit.cpu())
-        need_t, ok_t = torch.cat(need), torch.cat(ok)
-        predicted = []
-        for e in strength:
-            robust = need_t < e if norm == "snr" else need_t > e
-            predicted.append(float((ok_t & robust).float().mean()))
-        cand = next((k for k, a in enumerate(predicted) if a <= lvl), n - 1)
-        # gallop from the candidate to a bracket (lo fails, hi passes), then bisect
-        if passes(cand):
-            hi, step, lo = cand, 1, -1
-            while hi - step >= 0:
-                k = hi - step
-                if passes(k):
-                    hi, step = k, step * 2
-                else:
-                    lo = k
-                    break
-        else:
-            lo, step, hi = cand, 1, None
-            while lo < n - 1:
-                k = min(lo + step, n - 1)
-                if passes(k):
-                    hi = k
-                    break
-                lo, step = k, step * 2
-    else:
-        lo, hi = -1, (n - 1 if passes(n - 1) else None)
+    lo, hi = -1, (n - 1 if passes(n - 1) else None)
     if hi is not None:
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -264,16 +436,11 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
                 hi = mid
             else:
                 lo = mid
-    curve = []
-    for k, e in enumerate(strength):
-        if k in measured:
-            curve.append({"eps": e, "accuracy": measured[k], "source": "attack"})
-        elif predicted is not None:
-            curve.append({"eps": e, "accuracy": predicted[k], "source": "min-eps"})
+    curve = [{"eps": strength[k], "accuracy": a, "accuracy_lower": a, "source": "attack"}
+             for k, a in measured.items()]
     curve.sort(key=lambda r: r["eps"])
-    return {"eps_star": None if hi is None else strength[hi], "curve": curve, "deactivation_level": lvl,
-            "clean": clean, "method": "min-eps" if predicted is not None else "bisection",
-            "attack_runs": [strength[k] for k in measured], "attack": attack}
+    return {**base, "eps_star": None if hi is None else strength[hi], "curve": curve, "method": "bisection",
+            "attack_runs": [strength[k] for k in measured], "samples_attacked": size * len(measured)}
 
 
 def accuracy_from_min_eps(need: Tensor, correct: Tensor, eps: float, norm: str = "linf") -> float:
@@ -282,4 +449,5 @@ def accuracy_from_min_eps(need: Tensor, correct: Tensor, eps: float, norm: str =
     return float((correct.bool() & robust).float().mean())
 
 
-__all__ = ["accuracy_from_min_eps", "deactivation_level", "eps_star", "min_eps", "min_norm", "bview"]
+__all__ = ["accuracy_from_min_eps", "bview", "deactivation_level", "eps_star", "first_order_eps", "min_eps",
+           "min_norm"]

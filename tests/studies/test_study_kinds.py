@@ -159,9 +159,26 @@ def test_attack_sweep_check_names_problems() -> None:
         ({"norms": ["l3"]}, "unknown norm"),
         ({"attacks": ["cw-l2"], "norms": ["linf"]}, "supports"),
         ({"modality": "visual"}, "reads"),
+        ({"potency_points": 1}, "potency_points"),
     ):
         with pytest.raises(ValueError, match=needle):
             kind.check(build_options(kind.Options, table, "t"), [info])
+
+
+def test_attack_sweep_potency_points_span_the_grid() -> None:
+    kind = get_kind("attack_sweep")
+    info = ModelInfo("m5.tiny", "m5", "synthetic", ("audio",))
+    opts = build_options(
+        kind.Options,
+        {"norms": ["linf", "snr"], "eps_linf": [0.001, 0.008], "eps_snr": [40, 10], "potency_points": 4},
+        "t",
+    )
+    kind.check(opts, [info])
+    grids = {c["norm"]: c["grid"] for c in kind.conditions(opts, info) if c["cell"] == "potency"}
+    assert grids["linf"] == pytest.approx([0.001, 0.002, 0.004, 0.008])  # geometric
+    assert grids["snr"] == pytest.approx([10.0, 20.0, 30.0, 40.0])  # even in dB
+    same = build_options(kind.Options, {"eps_linf": [0.001, 0.008]}, "t")
+    assert next(c["grid"] for c in kind.conditions(same, info) if c["cell"] == "potency") == [0.001, 0.008]
 
 
 def test_noise_sweep_rows_visual_suite_and_correlation(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ...reports.document import Section, Table
 from . import KINDS
 from .base import ModelInfo, StudyKind
@@ -59,7 +61,9 @@ class Options:
         batch_size: examples per attack call.
         potency: compute eps* per norm; potency_attack / potency_level: the attack and deactivation level
             (``"chance"`` or a fraction of clean accuracy) of eps*; potency_norms: norms (default: ``norms``);
-            potency_options: more arguments of ``eps_star`` (``method``, ``min_norm_steps``, ...).
+            potency_options: more arguments of ``eps_star`` (``method``, ``guide``, ...); potency_points: 0 =
+            eps* on the sweep's own grid, N >= 2 = on N points spanning it (geometric; SNR: evenly in dB),
+            for a finer eps* than the robust-accuracy grid at little cost (the search is adaptive).
         checks: run the sanity checks; check_attack, check_eps (reference budget per norm), check_items
             (first items used; the checks flag fewer than 50), check_norms (default: ``norms``),
             check_options (more arguments of ``run_checks``: ``square_queries``, ``eot_samples``, ...).
@@ -84,6 +88,7 @@ class Options:
     potency_level: str | float = "chance"
     potency_norms: tuple[str, ...] = ()
     potency_options: dict[str, Any] = field(default_factory=dict)
+    potency_points: int = 0
     checks: bool = True
     check_attack: str = "pgd"
     check_eps: dict[str, float] = field(default_factory=lambda: {"linf": 0.002, "l2": 0.2, "snr": 20.0})
@@ -91,6 +96,13 @@ class Options:
     check_norms: tuple[str, ...] = ()
     check_options: dict[str, Any] = field(default_factory=dict)
     n_boot: int = 1000
+
+
+def _grid_label(grid: Any) -> Any:
+    """A short label for a long budget grid: ``lo … hi (N points)``; short grids as they are."""
+    if not isinstance(grid, (list, tuple)) or len(grid) <= 6:
+        return grid
+    return f"{min(grid):.4g} … {max(grid):.4g} ({len(grid)} points)"
 
 
 def _attacks_module() -> Any:
@@ -134,6 +146,8 @@ class AttackSweep(StudyKind):
                 raise ValueError(f"check_eps has no reference budget for norm {norm!r}")
         if options.steps < 1 or options.restarts < 1 or options.batch_size < 1 or options.check_items < 1:
             raise ValueError("steps, restarts, batch_size and check_items must be >= 1")
+        if not (options.potency_points == 0 or options.potency_points >= 2):
+            raise ValueError(f"potency_points must be 0 (sweep grid) or >= 2, got {options.potency_points!r}")
         if isinstance(options.potency_level, str) and options.potency_level != "chance":
             raise ValueError(f"potency_level must be 'chance' or a fraction, got {options.potency_level!r}")
 
@@ -144,6 +158,17 @@ class AttackSweep(StudyKind):
     @staticmethod
     def _grid(options: Options, norm: str) -> tuple[float, ...]:
         return {"linf": options.eps_linf, "l2": options.eps_l2, "snr": options.eps_snr}[norm]
+
+    @classmethod
+    def _potency_grid(cls, options: Options, norm: str) -> list[float]:
+        grid = [float(e) for e in cls._grid(options, norm)]
+        n = options.potency_points
+        if n < 2:
+            return grid
+        lo, hi = min(grid), max(grid)
+        if norm == "snr" or lo <= 0:
+            return [float(v) for v in np.linspace(lo, hi, n)]
+        return [float(v) for v in np.geomspace(lo, hi, n)]
 
     def attack_kwargs(self, options: Options, attack: str) -> dict[str, Any]:
         """Constructor keyword arguments of ``attack`` (shared protocol options + its attack_options)."""
@@ -193,7 +218,7 @@ class AttackSweep(StudyKind):
                         "cell": "potency",
                         "attack": options.potency_attack,
                         "norm": norm,
-                        "grid": [float(e) for e in self._grid(options, norm)],
+                        "grid": self._potency_grid(options, norm),
                         "modality": mod,
                         "level": options.potency_level,
                         "kwargs": kw,
@@ -526,7 +551,7 @@ class AttackSweep(StudyKind):
                     r.get("norm"),
                     r.get("value"),
                     r.get("deactivation_level"),
-                    r.get("grid"),
+                    _grid_label(r.get("grid")),
                     r.get("n"),
                 ]
                 for r in pot
