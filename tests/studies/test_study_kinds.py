@@ -256,3 +256,14 @@ def test_noise_sweep_check_names_problems() -> None:
         )
     with pytest.raises(ValueError, match="no perturbation"):
         kind.check(build_options(kind.Options, {"perturbations": ["gaussian_blur"]}, "t"), [info])
+
+
+def test_spearman_p_value_is_exact_for_few_models() -> None:
+    from robustlab.studies.kinds.noise_sweep import spearman
+
+    rho, p, how = spearman([0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8])
+    assert rho == pytest.approx(1.0) and p == pytest.approx(2 / 24) and how == "exact permutation"
+    rho, p, _ = spearman([0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1])
+    assert rho == pytest.approx(-1.0) and p == pytest.approx(2 / 120)
+    _, p, how = spearman(list(range(12)), list(range(12)))
+    assert how == "t-approximation" and p < 1e-6

@@ -105,6 +105,18 @@ def _grid_label(grid: Any) -> Any:
     return f"{min(grid):.4g} … {max(grid):.4g} ({len(grid)} points)"
 
 
+def _eps_star_label(row: Mapping[str, Any]) -> Any:
+    """eps* as printed: marked when it is the weakest budget of its grid (the true value may be below)."""
+    v, grid = row.get("value"), row.get("grid")
+    if v is None or not grid:
+        return v
+    snr = row.get("norm") == "snr"
+    weakest = max(grid) if snr else min(grid)
+    if float(v) == float(weakest):
+        return f"{'≥' if snr else '≤'} {v:.4g}"
+    return v
+
+
 def _attacks_module() -> Any:
     from ... import attacks
 
@@ -542,14 +554,15 @@ class AttackSweep(StudyKind):
         if pot:
             blocks = [
                 "eps*: the smallest budget of the grid at which the attack brings accuracy down to the "
-                "deactivation level (chance unless set otherwise); '–' = not reached within the grid."
+                "deactivation level (chance unless set otherwise); '–' = not reached within the grid; "
+                "'≤' (SNR: '≥') = already reached at the weakest budget of the grid, so eps* may be smaller."
             ]
             table_rows = [
                 [
                     r["model"],
                     r.get("attack"),
                     r.get("norm"),
-                    r.get("value"),
+                    _eps_star_label(r),
                     r.get("deactivation_level"),
                     _grid_label(r.get("grid")),
                     r.get("n"),
