@@ -396,7 +396,8 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
         with torch.no_grad():
             correct = torch.cat([(predict(model, b).argmax(1) == b["label"]).cpu() for b in batches])
         guide_t, start = None, n - 1
-        if guide != "none" and norm in ("linf", "l2", "snr") and bool(correct.any()):
+        # the guides estimate one modality's minimal norm; "both" searches unguided
+        if guide != "none" and modality != "both" and norm in ("linf", "l2", "snr") and bool(correct.any()):
             est = torch.zeros(total)
             sub = {k: v[correct.to(v.device)] for k, v in pool.items()}
             est[correct] = (first_order_eps(model, sub, norm, modality, domain=domain) if guide == "linear"

@@ -131,3 +131,18 @@ def test_eps_star_multilabel_bisects_on_map():
     batch = make_batch(model, 8)
     r = ra.potency.eps_star(model, batch, "linf", "audio", [0.01, 0.05, 0.2, 0.8], steps=3)
     assert r["method"] == "bisection"
+
+
+@pytest.mark.parametrize("modality", ["visual", "both"])
+def test_eps_star_on_a_fusion_model_per_modality(modality):
+    model = toy("fusion")
+    batch = make_batch(model, 6)
+    grid = torch.linspace(0.005, 0.5, 12).tolist()
+    fast = ra.potency.eps_star(model, batch, "linf", modality, grid, steps=3)
+    slow = ra.potency.eps_star(model, batch, "linf", modality, grid, steps=3, method="bisection")
+    assert fast["method"] == "adaptive"
+    if slow["eps_star"] is None:
+        assert fast["eps_star"] is None
+    else:
+        assert fast["eps_star"] is not None
+        assert abs(grid.index(fast["eps_star"]) - grid.index(slow["eps_star"])) <= 2
