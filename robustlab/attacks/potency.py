@@ -25,10 +25,9 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -133,9 +132,7 @@ def min_eps(model: nn.Module, batch: Mapping[str, Tensor], norm: str, modality: 
         p = atk.problem(batch, target)
         _, n = min_norm(p, norm, steps=steps, **fmn_kwargs)
     if norm == "snr":
-        xn = lp_norm(p.x[modality], "l2")
-        with np.errstate(divide="ignore"):
-            return 20 * torch.log10(xn / n)
+        return 20 * torch.log10(lp_norm(p.x[modality], "l2") / n)
     return n
 
 
@@ -158,8 +155,7 @@ def first_order_eps(model: nn.Module, batch: Mapping[str, Tensor], norm: str, mo
         gd = g[modality].reshape(len(s), -1).norm(p=DUAL[l_norm], dim=1).clamp(min=1e-12)
         est = (-s).clamp(min=0) / gd
     if norm == "snr":
-        with np.errstate(divide="ignore"):
-            return 20 * torch.log10(lp_norm(p.x[modality], "l2") / est)
+        return 20 * torch.log10(lp_norm(p.x[modality], "l2") / est)
     return est
 
 
@@ -172,11 +168,13 @@ def _collect(batches: Iterable[Mapping[str, Tensor]] | Mapping[str, Tensor]) -> 
     return out
 
 
-def _metric(model: nn.Module, batches: Sequence[Mapping[str, Tensor]], advs: Sequence[Mapping[str, Tensor]]
-            ) -> float:
+def _logits(model: nn.Module, batches: Sequence[Mapping[str, Tensor]]) -> Tensor:
     with torch.no_grad():
-        logits = torch.cat([predict(model, a) for a in advs])
-    labels = torch.cat([b["label"] for b in batches])
+        return torch.cat([predict(model, b) for b in batches])
+
+
+def _score(logits: Tensor, labels: Tensor) -> float:
+    """Accuracy (single-label) or mAP (multi-label) of ``logits``."""
     if labels.dim() == 2:
         return mean_average_precision(logits, labels)
     return float((logits.argmax(1) == labels).float().mean())
@@ -238,7 +236,8 @@ START = 0.25  # first probe at this fraction of the guide's eps* (guides over-es
 
 
 def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor, strength: Sequence[float],
-                     norm: str, allowed: float, make_attack: Any, guide: Tensor | None, batch_size: int,
+                     norm: str, allowed: float, make_attack: Callable[[float], Attack], guide: Tensor | None,
+                     batch_size: int,
                      start: int) -> tuple[int | None, _Status, list[dict[str, Any]]]:
     """Smallest strength index whose accuracy is <= ``allowed`` / N (None if even the strongest is above).
 
@@ -257,8 +256,23 @@ def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor,
     rank[order] = torch.arange(total)
     found: dict[str, Tensor] = {}  # modality -> (N, ...) smallest adversarial perturbation found per sample
 
-    def take(idx: Tensor) -> dict[str, Tensor]:
-        return {key: v[idx.to(v.device)] for key, v in pool.items()}
+    def judge(atk: Attack, idx: Tensor, perturb: Callable[[Problem], dict[str, Tensor]]) -> Tensor:
+        """Which of samples ``idx`` the perturbations ``perturb(problem)`` fool; keeps those that do."""
+        with attack_mode(model):
+            p = atk.problem({key: v[idx.to(v.device)] for key, v in pool.items()})
+            d = perturb(p)
+            fooled = p.success(p.logits(d)).cpu()
+        for m, v in d.items():
+            if m not in found:
+                found[m] = torch.zeros((total, *v.shape[1:]), dtype=v.dtype, device=v.device)
+            found[m][idx[fooled].to(v.device)] = v.detach()[fooled.to(v.device)]
+        return fooled
+
+    def projected(p: Problem, idx: Tensor) -> dict[str, Tensor]:
+        d = {m: found[m][idx.to(found[m].device)].clone() for m in p.x}
+        for m, c in p.cons.items():
+            c.project_(d[m])
+        return d
 
     def reuse(k: int, atk: Attack) -> int:
         """Settle samples fooled at a larger budget whose perturbation, projected to budget k, still fools."""
@@ -266,21 +280,9 @@ def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor,
         idx = idx[st.hi[idx] < n]
         if not found or idx.numel() == 0:
             return 0
-        with attack_mode(model):
-            p = atk.problem(take(idx))
-            d = {m: found[m][idx.to(found[m].device)].clone() for m in p.x}
-            for m, c in p.cons.items():
-                c.project_(d[m])
-            fooled = p.success(p.logits(d)).cpu()
-        keep(idx[fooled], {m: v[fooled.to(v.device)] for m, v in d.items()})
-        st.record(idx[fooled], torch.ones(int(fooled.sum()), dtype=torch.bool), k)  # the others: unsettled
+        fooled = judge(atk, idx, lambda p: projected(p, idx))
+        st.record(idx[fooled], fooled[fooled], k)  # the others stay unsettled
         return int(fooled.sum())
-
-    def keep(idx: Tensor, d: Mapping[str, Tensor]) -> None:
-        for m, v in d.items():
-            if m not in found:
-                found[m] = torch.zeros((total, *v.shape[1:]), dtype=v.dtype, device=v.device)
-            found[m][idx.to(v.device)] = v.detach()
 
     def probe(k: int) -> bool:
         attacked, atk = 0, make_attack(strength[k])
@@ -293,14 +295,7 @@ def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor,
             u = u[torch.argsort(st.lo[u] * total - rank[u], descending=True, stable=True)]
             idx = u[: min(batch_size, max(chunk, 8))]
             chunk *= 2
-            sub = take(idx)
-            atk._check_batch(sub, None)
-            with attack_mode(model):
-                p = atk.problem(sub)
-                d = atk.run(p)
-                fooled = p.success(p.logits(d)).cpu()
-            keep(idx[fooled], {m: v[fooled.to(v.device)] for m, v in d.items()})
-            st.record(idx, fooled, k)
+            st.record(idx, judge(atk, idx, atk.run), k)
             attacked += len(idx)
         if attacked or reused:
             runs.append({"eps": strength[k], "samples": attacked, "reused": reused})
@@ -367,8 +362,6 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
         ``clean``, ``method``, ``attack_runs`` (budgets probed, in order) and ``samples_attacked`` (the
         per-sample attack runs, the search's cost in units of one attacked sample).
     """
-    if method == "min-eps":  # the name of this method before the per-sample bookkeeping
-        method = "adaptive"
     if method not in ("adaptive", "bisection"):
         raise ValueError(f"eps_star: method must be 'adaptive' or 'bisection', got {method!r}")
     if guide not in ("linear", "fmn", "none"):
@@ -379,8 +372,9 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
     # order grid by strength (snr: higher dB = weaker)
     strength = sorted(set(float(e) for e in grid), reverse=(norm == "snr"))
     n = len(strength)
-    with torch.no_grad():
-        clean = _metric(model, batches, batches)
+    labels = torch.cat([b["label"] for b in batches])
+    clean_logits = _logits(model, batches)
+    clean = _score(clean_logits, labels)
     lvl = deactivation_level(model, batches, level, clean)
     if attack_kwargs.get("early_stop") is not None:
         early_stop = attack_kwargs.pop("early_stop")
@@ -392,9 +386,9 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
     base = {"deactivation_level": lvl, "clean": clean, "attack": attack}
     if method == "adaptive" and not model.spec.multilabel:
         pool = _pool(batches)
+        make_attack(strength[0])._check_batch(pool, None)  # once here; probes take slices of the pool
         total = len(pool["label"])
-        with torch.no_grad():
-            correct = torch.cat([(predict(model, b).argmax(1) == b["label"]).cpu() for b in batches])
+        correct = (clean_logits.argmax(1) == labels).cpu()
         guide_t, start = None, n - 1
         # the guides estimate one modality's minimal norm; "both" searches unguided
         if guide != "none" and modality != "both" and norm in ("linf", "l2", "snr") and bool(correct.any()):
@@ -421,12 +415,11 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
                 "attack_runs": [r["eps"] for r in runs], "samples_attacked": sum(r["samples"] for r in runs)}
 
     measured: dict[int, float] = {}
-    size = sum(len(b["label"]) for b in batches)
 
     def passes(k: int) -> bool:
         if k not in measured:
             atk = make_attack(strength[k])
-            measured[k] = _metric(model, batches, [atk(b) for b in batches])
+            measured[k] = _score(_logits(model, [atk(b) for b in batches]), labels)
         return measured[k] <= lvl
 
     lo, hi = -1, (n - 1 if passes(n - 1) else None)
@@ -441,14 +434,7 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
              for k, a in measured.items()]
     curve.sort(key=lambda r: r["eps"])
     return {**base, "eps_star": None if hi is None else strength[hi], "curve": curve, "method": "bisection",
-            "attack_runs": [strength[k] for k in measured], "samples_attacked": size * len(measured)}
+            "attack_runs": [strength[k] for k in measured], "samples_attacked": len(labels) * len(measured)}
 
 
-def accuracy_from_min_eps(need: Tensor, correct: Tensor, eps: float, norm: str = "linf") -> float:
-    """Accuracy at ``eps`` predicted from per-sample minimal eps ``need`` and clean correctness."""
-    robust = need < eps if norm == "snr" else need > eps
-    return float((correct.bool() & robust).float().mean())
-
-
-__all__ = ["accuracy_from_min_eps", "bview", "deactivation_level", "eps_star", "first_order_eps", "min_eps",
-           "min_norm"]
+__all__ = ["bview", "deactivation_level", "eps_star", "first_order_eps", "min_eps", "min_norm"]
