@@ -24,7 +24,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.transforms as T
+
+from ..stack import torchaudio
+
+T = torchaudio.transforms
 
 #: file extensions the file-based datasets pick up by default
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")

@@ -328,7 +328,11 @@ _RESNET_LAYERS = {18: ("basic", (2, 2, 2, 2)), 50: ("bottleneck", (3, 4, 6, 3))}
 def _resnet_trunk(
     depth: int, in_channels: int, layers: tuple[int, ...] | None, width_per_group: int, stem_pool: bool
 ) -> tuple[nn.Module, int]:
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+    from ..stack import torchvision
+
+    BasicBlock = torchvision.models.resnet.BasicBlock
+    Bottleneck = torchvision.models.resnet.Bottleneck
+    ResNet = torchvision.models.resnet.ResNet
 
     kind, default_layers = _RESNET_LAYERS[depth]
     block = BasicBlock if kind == "basic" else Bottleneck
@@ -397,8 +401,10 @@ _EFFNET_SCALE = {"b0": (1.0, 1.0), "b2": (1.1, 1.2)}
 def _effnet_trunk(
     variant: str, in_channels: int, width: float, depth: float, stochastic_depth_prob: float
 ) -> tuple[nn.Module, int]:
-    from torchvision.models import EfficientNet
-    from torchvision.models.efficientnet import MBConvConfig
+    from ..stack import torchvision
+
+    EfficientNet = torchvision.models.EfficientNet
+    MBConvConfig = torchvision.models.efficientnet.MBConvConfig
 
     w0, d0 = _EFFNET_SCALE[variant]
     setting = [MBConvConfig(*row, width_mult=w0 * width, depth_mult=d0 * depth) for row in _EFFNET_B0]

@@ -311,7 +311,9 @@ class ConformerEncoder(AudioEncoder):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        from torchaudio.models import Conformer
+        from ..stack import torchaudio
+
+        Conformer = torchaudio.models.Conformer
 
         self.in_channels, self.out_dim = in_channels, d_model
         self.sub = nn.Sequential(

@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchaudio
 from torch import Tensor, nn
+
+from ..stack import torchaudio
 
 __all__ = [
     "BinNormalizer",

@@ -105,7 +105,10 @@ class SmallResNet18(VisualEncoder):
 
     def __init__(self, in_channels: int = 3, layers: tuple[int, ...] = (2, 2, 2, 2)) -> None:
         super().__init__()
-        from torchvision.models.resnet import BasicBlock, ResNet
+        from ..stack import torchvision
+
+        BasicBlock = torchvision.models.resnet.BasicBlock
+        ResNet = torchvision.models.resnet.ResNet
 
         net = ResNet(BasicBlock, list(layers))
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)

@@ -89,7 +89,9 @@ class MuLaw(_AudioSeverity):
     def perturb(
         self, x: Tensor, level: float, *, sample_rate: int | None, generator: torch.Generator, seed: int
     ) -> Tensor:
-        import torchaudio.functional as AF
+        from ..stack import torchaudio
+
+        AF = torchaudio.functional
 
         channels = int(self.table[int(level)])
         codes = AF.mu_law_encoding(x.clamp(-1.0, 1.0), channels)
@@ -151,7 +153,9 @@ class LowPass(_AudioSeverity):
     def perturb(
         self, x: Tensor, level: float, *, sample_rate: int | None, generator: torch.Generator, seed: int
     ) -> Tensor:
-        import torchaudio.functional as AF
+        from ..stack import torchaudio
+
+        AF = torchaudio.functional
 
         assert sample_rate is not None
         h = lowpass_kernel(self.table[int(level)], sample_rate).to(device=x.device, dtype=x.dtype)

@@ -185,7 +185,9 @@ class NoiseBank:
     def clips_at(self, sample_rate: int) -> list[Tensor]:
         """All clips as float32 (L,) tensors at ``sample_rate`` (resampled once, then cached)."""
         if sample_rate not in self._by_rate:
-            import torchaudio.functional as AF
+            from ..stack import torchaudio
+
+            AF = torchaudio.functional
 
             out = []
             for mono, rate in self._clips:

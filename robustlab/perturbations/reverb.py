@@ -180,7 +180,9 @@ class Reverb(Perturbation):
     def perturb(
         self, x: Tensor, level: float, *, sample_rate: int | None, generator: torch.Generator, seed: int
     ) -> Tensor:
-        import torchaudio.functional as AF
+        from ..stack import torchaudio
+
+        AF = torchaudio.functional
 
         assert sample_rate is not None
         bank = rir_bank(seed, sample_rate, int(level), self.rooms).rirs.to(device=x.device, dtype=x.dtype)

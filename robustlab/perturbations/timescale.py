@@ -96,7 +96,9 @@ def phase_vocoder_stretch(x: Tensor, rate: float, sample_rate: int) -> Tensor:
 
 def shift_pitch(x: Tensor, semitones: float, sample_rate: int) -> Tensor:
     """Shift the pitch of ``x`` (B, T) by ``semitones`` keeping its length (see the module docstring)."""
-    import torchaudio.functional as AF
+    from ..stack import torchaudio
+
+    AF = torchaudio.functional
 
     if semitones == 0:
         return x.clone()

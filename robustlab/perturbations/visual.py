@@ -211,7 +211,10 @@ class JPEG(_Visual):
     def perturb(
         self, x: Tensor, level: float, *, sample_rate: int | None, generator: torch.Generator, seed: int
     ) -> Tensor:
-        from torchvision.io import decode_jpeg, encode_jpeg
+        from ..stack import torchvision
+
+        decode_jpeg = torchvision.io.decode_jpeg
+        encode_jpeg = torchvision.io.encode_jpeg
 
         f = _frames(x)
         if f.shape[1] not in (1, 3):
