@@ -226,7 +226,7 @@ CHECKS: tuple[Check, ...] = (
     Check("transformers", "transformers", True, _check_transformers),
     Check("soundfile", "soundfile", True, _check_soundfile),
     Check("pyroomacoustics", "pyroomacoustics", True, _check_pyroomacoustics),
-    Check("faiss", "faiss-cpu", False, _check_faiss, "geometry"),
+    Check("faiss", "faiss-cpu", True, _check_faiss),
     Check("diffusers", "diffusers", False, _check_diffusers, "diffusion"),
 )
 

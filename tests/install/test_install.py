@@ -63,7 +63,8 @@ def test_every_dependency_has_a_ceiling_and_the_lock_satisfies_it() -> None:
 def test_doctor_passes_on_this_install(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    for name in ("torch", "torchaudio", "torchvision", "torchattacks", "soundfile", "pyroomacoustics"):
+    for name in ("torch", "torchaudio", "torchvision", "torchattacks", "soundfile", "pyroomacoustics",
+                 "faiss"):
         assert re.search(rf"^OK\s+{name}\b", out, re.M), out
     assert "ROBUSTLAB_HOME" in out and "stack works" in out
 
@@ -97,10 +98,10 @@ def test_doctor_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_optional_part_absent_is_skipped_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack, "installed_version", lambda name: None if name == "faiss-cpu" else "1.0")
-    check = next(c for c in doctor.CHECKS if c.name == "faiss")
+    monkeypatch.setattr(stack, "installed_version", lambda name: None if name == "diffusers" else "1.0")
+    check = next(c for c in doctor.CHECKS if c.name == "diffusers")
     f = doctor.run_check(check)
-    assert f.status == "skip" and "geometry" in f.detail
+    assert f.status == "skip" and "diffusion" in f.detail
 
 
 def test_stack_turns_an_abi_mismatch_into_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
