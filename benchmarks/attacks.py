@@ -1,6 +1,7 @@
 """Attack-engine performance harness (not a unit test).
 
     python benchmarks/attacks.py [--quick] [--model vggish.base_fsdd] [--batch 64] [--steps 20]
+    python benchmarks/attacks.py --only-autoattack [--aa-eps 0.0002] [--aa-iter 100] [--aa-queries 5000]
 
 On a trained zoo model (default ``vggish.base_fsdd`` via ``robustlab.zoo.get_or_train``) and its FSDD test
 batch, PGD-Linf (eps 0.002, ``--steps`` steps, random start) is timed against:
@@ -16,9 +17,18 @@ batch, PGD-Linf (eps 0.002, ``--steps`` steps, random start) is timed against:
   real bisection (``method="bisection"``, PGD without early stop) is also run and its eps* compared.
                                                                                            target <= 0.25
 
-All ratios come from one run; times are medians of ``--reps`` interleaved rounds (``--quick``: fewer).
-Results go to ``benchmarks/results/attacks.json`` (written atomically) with raw times and machine info.
-``--model`` also accepts an architecture name (e.g. ``m5``): random weights on the FSDD spec, for development.
+* ``autoattack.vs_torchattacks`` = our `AutoAttack` (standard: APGD-CE, APGD-T, FAB-T, Square) / torchattacks'
+  ``AutoAttack`` (standard) with the reference parameters set explicitly (its constructor has no ``steps``
+  argument and builds its APGD, APGD-T and FAB with 10 steps: the harness sets ``steps = --aa-iter`` (100) on
+  each of its components and ``n_queries = --aa-queries`` (5000) on its Square, and records what it set), on
+  the same batch and budget (``--aa-eps``, default ``--eps``); robust accuracy of both is stored beside it.
+  Runs in the full benchmark, with ``--autoattack`` in a quick one, or alone with ``--only-autoattack``
+  (merged into the existing results file, other fields untouched).
+
+All ratios come from one run; times are medians of ``--reps`` interleaved rounds (``--quick``: fewer;
+AutoAttack: ``--aa-reps``). Results go to ``benchmarks/results/attacks.json`` (written atomically) with raw
+times and machine info. ``--model`` also accepts an architecture name (e.g. ``m5``): random weights on the
+FSDD spec, for development.
 """
 
 from __future__ import annotations
@@ -30,7 +40,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +50,7 @@ from torch import nn
 
 import robustlab
 import robustlab.attacks as ra
+from robustlab.atomic import write_json_atomic
 
 log = logging.getLogger("benchmarks.attacks")
 RESULTS = Path(__file__).resolve().parent / "results" / "attacks.json"
@@ -99,6 +109,83 @@ class Native(nn.Module):
         return self.model({"audio": x})
 
 
+def image_shape(n: int) -> tuple[int, int]:
+    """(H, W) with H * W = n and H the largest divisor of n not above sqrt(n): torchattacks' Square draws
+    square windows, which a (1, n) strip cannot hold."""
+    h = max(d for d in range(1, int(n ** 0.5) + 1) if n % d == 0)
+    return h, n // h
+
+
+def machine() -> dict[str, Any]:
+    return {"cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": sys.version.split()[0], "platform": platform.platform(),
+            "robustlab": robustlab.__version__, "load_avg": list(os.getloadavg())}
+
+
+def autoattack_comparison(model: nn.Module, batch: dict[str, torch.Tensor], eps: float, n_iter: int,
+                          queries: int, reps: int, pgd_steps: int = 20) -> dict[str, Any]:
+    """Time and robust accuracy of our AutoAttack (standard) vs torchattacks' with matched parameters, and
+    the robust accuracy of our PGD-``pgd_steps`` and APGD-CE-``n_iter`` on the same batch (the yardstick
+    gap)."""
+    import torchattacks
+
+    x, y = batch["audio"], batch["label"]
+    k = model.spec.num_classes
+    threat = ra.Threat("linf", eps, "audio")
+    single = {}
+    for key, atk in ((f"pgd{pgd_steps}", ra.PGD(model, threat, steps=pgd_steps)),
+                     (f"apgd_ce{n_iter}", ra.APGD(model, threat, steps=n_iter))):
+        adv = atk(batch)
+        with torch.no_grad():
+            single[key] = float((model(adv).argmax(1) == y).float().mean())
+    ours = ra.AutoAttack(model, ra.Threat("linf", eps, "audio"), version="standard", n_iter=n_iter,
+                         n_target_classes=9, square_queries=queries, seed=0)
+    unit = Unit(model, four_d=True).eval()
+    ta = torchattacks.AutoAttack(unit, norm="Linf", eps=eps / 2, version="standard", n_classes=k, seed=0)
+    # torchattacks' AutoAttack takes no iteration count and builds APGD/APGD-T/FAB with 10 steps: set the
+    # reference parameters on its components (read back below, so the JSON shows what actually ran)
+    set_params: dict[str, dict[str, Any]] = {}
+    for comp in ta._autoattack.attacks:
+        name = type(comp).__name__
+        if hasattr(comp, "steps"):
+            comp.steps = n_iter
+        if name == "Square":
+            comp.n_queries = queries
+        set_params[name] = {key: getattr(comp, key) for key in ("steps", "n_queries", "n_target_classes",
+                                                                "n_restarts", "multi_targeted", "p_init")
+                            if hasattr(comp, key)}
+    hw = image_shape(x.shape[1])
+    u = ((x + 1) / 2).clamp(0, 1).reshape(x.shape[0], 1, *hw)
+    outs: dict[str, Any] = {}
+    fns = {"ours": lambda: outs.__setitem__("ours", ours(batch)),
+           "torchattacks": lambda: outs.__setitem__("torchattacks", ta(u, y))}
+    raw: dict[str, list[float]] = {kname: [] for kname in fns}
+    for _ in range(reps):  # interleaved; no warm-up round (each run is long and does the same work)
+        for kname, fn in fns.items():
+            raw[kname].append(timed(fn, 1)[0])
+    med = {kname: statistics.median(v) for kname, v in raw.items()}
+    adv, ua = outs["ours"], outs["torchattacks"]  # the last timed runs' answers (both suites are seeded)
+    with torch.no_grad():
+        acc_ours = float((model(adv).argmax(1) == y).float().mean())
+        acc_ta = float((unit(ua).argmax(1) == y).float().mean())
+        linf_ta = float((ua - u).abs().amax() * 2)
+    with torch.no_grad():
+        clean = float((model(batch).argmax(1) == y).float().mean())
+    res = {"eps": eps, "version": "standard", "n_iter": n_iter, "n_target_classes": min(9, k - 1),
+           "square_queries": queries, "batch": int(x.shape[0]), "reps": reps, "clean_accuracy": clean,
+           "robust_accuracy_single": single,
+           "ours_time_s": med["ours"], "torchattacks_time_s": med["torchattacks"],
+           "vs_torchattacks": med["ours"] / med["torchattacks"],
+           "robust_accuracy_ours": acc_ours, "robust_accuracy_torchattacks": acc_ta,
+           "torchattacks_max_linf_native": linf_ta, "ours_components": ours.last_run["components"],
+           "ours_skipped": ours.skipped, "torchattacks_params": set_params,
+           "torchattacks_input_shape": [int(v) for v in u.shape[1:]], "times_s": raw, "machine": machine()}
+    log.info("eps %g: robust accuracy %s", eps, single)
+    log.info("AutoAttack eps %g: ours %.2fs (robust %.3f), torchattacks %.2fs (robust %.3f) -> ratio %.3f",
+             eps, med["ours"], acc_ours, med["torchattacks"], acc_ta, res["vs_torchattacks"])
+    return res
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, no real bisection baseline")
@@ -108,11 +195,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--eps", type=float, default=0.002)
     ap.add_argument("--reps", type=int, default=None, help="repetitions per timing (default 5, quick 2)")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--autoattack", action="store_true",
+                    help="also run the AutoAttack comparison in a --quick run")
+    ap.add_argument("--only-autoattack", action="store_true",
+                    help="run only the AutoAttack comparison and merge it into the existing --out file")
+    ap.add_argument("--aa-eps", type=float, default=None, help="AutoAttack L-inf budget (default --eps)")
+    ap.add_argument("--aa-iter", type=int, default=100,
+                    help="APGD/FAB iterations of both suites (reference 100)")
+    ap.add_argument("--aa-queries", type=int, default=5000,
+                    help="Square queries of both suites (reference 5000)")
+    ap.add_argument("--aa-reps", type=int, default=1, help="interleaved repetitions of the AutoAttack timing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     reps = args.reps or (2 if args.quick else 5)
     model, batch, source = load(args.model, args.batch)
     x, y = batch["audio"], batch["label"]
+    aa_eps = args.eps if args.aa_eps is None else args.aa_eps
+    if args.only_autoattack:
+        out = Path(args.out)
+        res = json.loads(out.read_text()) if out.exists() else {}
+        aa = autoattack_comparison(model, batch, aa_eps, args.aa_iter, args.aa_queries, args.aa_reps,
+                                   args.steps)
+        aa.update(model=args.model, model_source=source)
+        res["autoattack"] = aa
+        write_json_atomic(out, res, indent=2, allow_nan=True)
+        log.info("merged the AutoAttack comparison into %s", out)
+        return res
     threat = ra.Threat("linf", args.eps, "audio")
     steps = args.steps
     res: dict[str, Any] = {"model": args.model, "model_source": source, "batch": int(x.shape[0]),
@@ -185,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # potency: eps* on a 1024-point grid (10 bisection steps' precision)
     grid = np.geomspace(1e-5, 0.05, 1024).tolist()
     t0 = time.perf_counter()
-    ours = ra.potency.eps_star(model, batch, "linf", "audio", grid, steps=steps)
+    ours = ra.potency.eps_star(model, batch, "linf", "audio", grid, steps=steps).to_dict()
     t_pot = time.perf_counter() - t0
     t_pgd_std = t_ours  # one PGD-20 run, no early stop
     res["potency"] = {"eps_star": ours["eps_star"], "deactivation_level": ours["deactivation_level"],
@@ -197,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.quick:
         t0 = time.perf_counter()
         base = ra.potency.eps_star(model, batch, "linf", "audio", grid, steps=steps, method="bisection",
-                                   early_stop=False)
+                                   early_stop=False).to_dict()
         t_base = time.perf_counter() - t0
         res["potency"].update({"bisection_eps_star": base["eps_star"], "bisection_time_s": t_base,
                                "bisection_attack_runs": len(base["attack_runs"]),
@@ -213,19 +321,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "vs_art": t_es / med["art"] if "art" in med else None}
     log.info("early stop: vs_torchattacks %.3f, vs_art %s", res["early_stop"]["vs_torchattacks"],
              res["early_stop"]["vs_art"])
+    if args.autoattack or not args.quick:
+        res["autoattack"] = autoattack_comparison(model, batch, aa_eps, args.aa_iter, args.aa_queries,
+                                                  args.aa_reps, steps)
+        res["autoattack"].update(model=args.model, model_source=source)
     res["times_s"] = raw
     res["targets"] = {"overhead_ratio": 1.10, "vs_torchattacks": 1.0, "vs_art": 0.5,
                       "potency_cost_ratio": 0.25}
-    res["machine"] = {"cpu_count": os.cpu_count(), "torch": torch.__version__,
-                      "threads": torch.get_num_threads(),
-                      "python": sys.version.split()[0], "platform": platform.platform(),
-                      "robustlab": robustlab.__version__, "load_avg": list(os.getloadavg())}
+    res["machine"] = machine()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".attacks.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(res, f, indent=2)
-    os.replace(tmp, out)
+    write_json_atomic(out, res, indent=2, allow_nan=True)
     log.info("wrote %s", out)
     return res
 

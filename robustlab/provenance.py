@@ -36,6 +36,29 @@ def git_sha(path: str | os.PathLike | None = None) -> str | None:
     return sha if out.returncode == 0 and sha else None
 
 
+def git_dirty(path: str | os.PathLike | None = None) -> bool | None:
+    """Whether tracked files of the checkout holding ``path`` have uncommitted changes (None outside git)."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``{"sha": commit or None, "dirty": bool or None}`` of the checkout holding ``path``."""
+    sha = git_sha(path)
+    return {"sha": sha, "dirty": git_dirty(path) if sha else None}
+
+
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
     """Installed versions of the libraries that shape results."""
     out: dict[str, str | None] = {"python": platform.python_version()}

@@ -52,6 +52,7 @@ class APGD(Attack):
 
     name = "apgd-ce"
     norms = ("linf", "l2", "snr")
+    takes = frozenset({"steps", "restarts", "early_stop"})
 
     def __init__(self, model: nn.Module, threat: Threat, steps: int = 100, rho: float = 0.75,
                  momentum: float = 0.75, **kwargs: Any) -> None:
@@ -83,7 +84,7 @@ class APGD(Attack):
         loss, logits, g = p.loss_grad(d, self.loss_fn)
         step = {m: 2.0 * c.r for m, c in p.cons.items()}
         best_adv = {m: v.detach().clone() for m, v in d.items()}
-        succ = p.success(logits)
+        succ = p.adversarial(d, logits).clone()  # fresh draws on a stochastic model
         x_best = {m: v.detach().clone() for m, v in d.items()}
         g_best = {m: v.clone() for m, v in g.items()}
         loss_best = loss.clone()
@@ -108,7 +109,7 @@ class APGD(Attack):
                     d[m].copy_(new)
             loss, logits, g = p.loss_grad(d, self.loss_fn)
             with torch.no_grad():
-                hit = p.success(logits)
+                hit = p.adversarial(d, logits)
                 new_hit = hit & ~succ
                 for m in mods:
                     best_adv[m][new_hit] = d[m].detach()[new_hit]
@@ -134,7 +135,7 @@ class APGD(Attack):
                             rv = bview(red, d[m])
                             d[m].copy_(torch.where(rv, x_best[m], d[m].detach()))
                             g[m] = torch.where(rv, g_best[m], g[m])
-            if self.early_stop and bool(succ.all()):
+            if self.stops_early(p) and bool(succ.all()):
                 break
         return {m: torch.where(bview(succ, best_adv[m]), best_adv[m], x_best[m]) for m in mods}
 

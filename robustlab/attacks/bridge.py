@@ -9,7 +9,11 @@ torchattacks assumes one image tensor in [0, 1] of shape (B, C, H, W) and a cros
 * reshapes the attacked tensor to 4-D: (B, T) -> (B, 1, 1, T), (B, C, H, W) kept, (B, F, C, H, W) ->
   (B, F*C, H, W), (B, 1, F, T) kept; and restores the shape afterwards;
 * converts magnitudes given in the model's native units: ``eps``, ``alpha`` (L-inf and L2 both scale by
-  ``1 / (hi - lo)``); when ``eps`` is not given it is the threat's;
+  ``1 / (hi - lo)``); when ``eps`` is not given it is the threat's; when the attack takes an ``alpha`` and
+  none is given, it is derived from eps (`default_alpha`: ``2.5 * eps / steps`` for iterative attacks, the
+  robustlab PGD rule, or ``1.25 * eps`` for single-step ones such as FFGSM) instead of torchattacks' fixed
+  image default (2/255 in [0, 1] units = 0.0157 in audio units, 8x the usual 0.002 audio budget); the value
+  used and its rule are in `protocol`;
 * finally applies the shared robustlab projection, so the returned batch is inside the bounds and the budget
   even for minimum-norm attacks without a budget (CW: larger perturbations are projected onto the eps ball).
 
@@ -40,6 +44,14 @@ FIXED_NORM = {"PGD": "linf", "FGSM": "linf", "BIM": "linf", "MIFGSM": "linf", "T
 NORM_ARG = {"linf": "Linf", "l2": "L2"}
 #: keyword arguments that are magnitudes in the attacked domain's units
 MAGNITUDES = ("eps", "alpha")
+
+
+def default_alpha(eps: float, steps: int | None) -> tuple[float, str]:
+    """Step size derived from ``eps`` (any units) and its rule: ``2.5 * eps / steps`` with steps, else
+    ``1.25 * eps`` (single-step attacks with a random init, Wong et al. 2020)."""
+    if steps is not None and steps > 0:
+        return 2.5 * eps / steps, "2.5*eps/steps"
+    return 1.25 * eps, "1.25*eps"
 
 
 class _Wrapped(nn.Module):
@@ -115,8 +127,18 @@ class TorchattacksBridge:
         import inspect
 
         params = inspect.signature(cls.__init__).parameters
-        if "eps" in params and "eps" not in kwargs:
+        if "eps" in params and kw.get("eps") is None:
             kw["eps"] = threat.eps_for(m) * self.scale
+        self.alpha: float | None = None  # native units
+        self.alpha_rule: str | None = None
+        if "alpha" in params:
+            if kw.get("alpha") is None:
+                steps = kw.get("steps", params["steps"].default if "steps" in params else None)
+                eps_u = kw["eps"] if kw.get("eps") is not None else threat.eps_for(m) * self.scale
+                kw["alpha"], self.alpha_rule = default_alpha(float(eps_u), steps)
+            else:
+                self.alpha_rule = "given"
+            self.alpha = float(kw["alpha"]) / self.scale
         if "norm" in params and "norm" not in kw:
             kw["norm"] = NORM_ARG[threat.norm]
         self.kwargs = {k: v for k, v in kwargs.items()}
@@ -124,8 +146,11 @@ class TorchattacksBridge:
         self.supports_targeted = "targeted" in getattr(self.attack, "supported_mode", [])
 
     def protocol(self) -> dict[str, Any]:
-        return {"attack": self.name, "threat": self.threat.to_dict(),
-                "kwargs": {k: v for k, v in self.kwargs.items() if isinstance(v, (int, float, str, bool))}}
+        out = {"attack": self.name, "threat": self.threat.to_dict(),
+               "kwargs": {k: v for k, v in self.kwargs.items() if isinstance(v, (int, float, str, bool))}}
+        if self.alpha is not None:
+            out["alpha"], out["alpha_rule"] = self.alpha, self.alpha_rule
+        return out
 
     def __call__(self, batch: Mapping[str, Tensor], target: Tensor | None = None) -> dict[str, Tensor]:
         m = self.threat.modality
@@ -164,6 +189,7 @@ def from_torchattacks(name: str, model: nn.Module, threat: Threat, **kwargs: Any
         name: class name in torchattacks.
         model: a ZooModel (single-label head).
         threat: a linf or l2 `Threat` on one modality in the input domain.
-        **kwargs: the attack's arguments; ``eps`` and ``alpha`` in the model's native units.
+        **kwargs: the attack's arguments; ``eps`` and ``alpha`` in the model's native units (``alpha``
+            defaults to `default_alpha` of eps, not torchattacks' 2/255).
     """
     return TorchattacksBridge(name, model, threat, **kwargs)

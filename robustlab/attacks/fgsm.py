@@ -29,6 +29,7 @@ class FGSM(PGD):
     """
 
     name = "fgsm"
+    takes: frozenset[str] = frozenset()
 
     def __init__(self, model: nn.Module, threat: Threat, random_start: bool = False, **kwargs: Any) -> None:
         for k in ("steps", "step_size", "restarts", "early_stop"):

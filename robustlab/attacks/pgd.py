@@ -41,6 +41,7 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    takes = frozenset({"steps", "step_size", "restarts", "random_start", "early_stop"})
 
     def __init__(self, model: nn.Module, threat: Threat, steps: int = 20, step_size: float | None = None,
                  abs_step_size: float | None = None, l1_sparsity: float = 0.99, **kwargs: Any) -> None:
@@ -71,9 +72,11 @@ class PGD(Attack):
         return self.keep_best(p, self._once)
 
     def _once(self, p: Problem) -> dict[str, Tensor]:
+        # every iterate goes through p.loss_grad, so the base class keeps each sample's worst case seen:
+        # without early stop the returned point is the best iterate, not the last
         d = self.start(p)
         norm = self.threat.norm
-        if not self.early_stop:
+        if not self.stops_early(p):
             for v in d.values():
                 v.requires_grad_(True)
             steps = self._steps(p)
@@ -90,7 +93,7 @@ class PGD(Attack):
         steps = self._steps(pw)
         for _ in range(self.steps):
             _, logits, g = pw.loss_grad(dw, self.loss_fn)
-            hit = pw.success(logits)
+            hit = pw.adversarial(dw, logits)  # fresh draws on a stochastic model
             if bool(hit.any()):
                 for m in d:
                     d[m][active[hit]] = dw[m].detach()[hit]

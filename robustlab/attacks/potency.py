@@ -1,11 +1,8 @@
-"""Attack potency: per-sample minimal perturbation norms and the dataset-level deactivation budget eps*.
+"""Attack potency: the dataset-level deactivation budget eps* (and a first-order per-sample estimate).
 
-* `min_norm` / `min_eps`: per-sample minimal adversarial norm by FMN (Pintor et al., "Fast minimum-norm
-  adversarial attacks through adaptive norm constraints", NeurIPS 2021), batched, L-inf and L2 (SNR via L2):
-  the norm constraint eps_k shrinks by ``(1 - gamma_k)`` while adversarial, grows by ``(1 + gamma_k)`` after a
-  first success was lost, and before any success jumps to ``||delta|| + |margin| / ||grad||_dual`` (the
-  linearised distance to the boundary); step ``alpha_k * eps_k`` along the steepest-ascent direction, both
-  cosine-annealed. The result is an upper bound of each sample's true minimal norm (inf when none found).
+* `first_order_eps`: a DeepFool-style estimate of each sample's minimal eps (one forward/backward pass), the
+  default guide of the search. The FMN minimal-norm attack itself lives in `robustlab.attacks.fmn`
+  (`min_norm`, `min_eps` and the registered attack ``"fmn"``); they are re-exported here.
 * `eps_star`: the smallest budget on a grid at which accuracy (mAP for multi-label heads) falls to the
   deactivation level (chance, or a fraction of clean). ``method="adaptive"`` (default) keeps, per sample, the
   largest budget the attack failed at and the smallest it succeeded at; a probe at a budget attacks only the
@@ -17,15 +14,28 @@
   fooled inside the larger ball too). ``method="bisection"`` is the plain bisection over the grid, every
   probe attacking every sample (the baseline).
 
+Budgets are ordered and scaled by the `Threat` (``snr``: a higher dB is weaker). On a stochastic model (see
+`robustlab.attacks.base`) "fooled" is decided on the attack's ``success_draws`` fresh forward passes (a
+significant majority, `base.success_threshold`), for the clean input as for every adversarial example; the
+result records it.
+
+The result is a typed `EpsStar`; its curve points are *bounds*: ``accuracy_upper`` counts as robust every
+sample the attack did not fool at that budget or below (an upper bound of robust accuracy), and
+``accuracy_lower`` only those the attack failed on at that budget or above. Each point keeps its evidence
+(the indices of the samples shown fooled and the norms of their adversarial perturbations); the
+perturbations themselves are in `EpsStar.perturbations` (not in `to_dict`).
+
 Example:
     >>> r = eps_star(model, batches, "linf", "audio", grid=[0.0005, 0.001, 0.002, 0.004])
-    >>> r["eps_star"], r["curve"]
+    >>> r.eps_star, [(pt.budget, pt.accuracy_upper) for pt in r.curve]
+    >>> row = r.to_dict()                                   # JSON-able
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,107 +43,12 @@ from torch import Tensor, nn
 
 from ..metrics.classification import mean_average_precision
 from . import losses as L
-from .base import Attack, Problem, attack_mode, create, predict, steepest_ascent
-from .projection import bview, lp_norm, project_ball_
+from .base import ATTACKS, Attack, Problem, attack_mode, create, predict, success_threshold
+from .fmn import DUAL, FMN, min_eps, min_norm
+from .projection import bview, lp_norm
 from .threat import Threat
 
-DUAL = {"linf": 1, "l2": 2}
 GUIDE_GAMMA = 0.3  # FMN norm step of the eps* guide: short runs need a large one to shrink from the first hit
-
-
-def min_norm(p: Problem, norm: str, steps: int = 30, start: Mapping[str, Tensor] | None = None,
-             alpha_init: float = 1.0, alpha_final: float = 0.05, gamma_init: float = 0.05,
-             gamma_final: float = 0.001) -> tuple[dict[str, Tensor], Tensor]:
-    """FMN on a single-modality problem: minimal extra perturbation on top of ``start``.
-
-    Args:
-        p: the `Problem` (one attacked modality; its constraint's radius is ignored, its bounds kept).
-        norm: ``"linf"`` or ``"l2"`` (``"snr"`` maps to l2).
-        steps: FMN iterations.
-        start: perturbation the search starts from (default zeros); bounds apply to ``x + start + delta``.
-
-    Returns:
-        (deltas, norms): the smallest adversarial extra perturbation found per sample (zeros where none)
-        and its norm (B,) (``inf`` where none was found; ``0`` for samples adversarial at the start).
-    """
-    norm = "l2" if norm == "snr" else norm
-    if norm not in DUAL:
-        raise ValueError(f"min_norm: norm must be linf, l2 or snr, got {norm!r}")
-    if len(p.x) != 1:
-        raise ValueError("min_norm: one attacked modality only")
-    (m,) = list(p.x)
-    x = p.x[m] if start is None else p.x[m] + start[m]
-    cons = p.cons[m]
-    b = x.shape[0]
-    dev = x.device
-    delta = torch.zeros_like(x, requires_grad=True)
-    best = torch.zeros_like(x)
-    best_n = torch.full((b,), float("inf"), device=dev)
-    found = torch.zeros(b, dtype=torch.bool, device=dev)
-    for i in range(steps):
-        cos = (1 + math.cos(math.pi * i / steps)) / 2
-        alpha = alpha_final + (alpha_init - alpha_final) * cos
-        gamma = gamma_final + (gamma_init - gamma_final) * cos
-        logits = p._logits({m: x + delta})
-        s = L.margin(logits, p.y, p.target)  # > 0: adversarial
-        (g,) = torch.autograd.grad(s.sum(), [delta])
-        with torch.no_grad():
-            dn = lp_norm(delta, norm)
-            adv = p.success(logits)
-            better = adv & (dn < best_n)
-            best_n = torch.where(better, dn, best_n)
-            best[better] = delta[better]
-            found |= adv
-            gd = g.reshape(b, -1).norm(p=DUAL[norm], dim=1).clamp(min=1e-12)
-            dist = (-s).clamp(min=0) / gd
-            eps = torch.where(adv, torch.minimum(dn * (1 - gamma), best_n),
-                              torch.where(found, dn * (1 + gamma), dn + dist))
-            delta.add_(steepest_ascent(g, norm, alpha * eps.clamp(min=1e-12)))
-            project_ball_(delta, norm, eps)
-            if cons.bounds is not None:
-                lo, hi = cons.bounds
-                delta.copy_((x + delta).clamp_(lo, hi).sub_(x))
-    # the last iterate is checked too
-    with torch.no_grad():
-        logits = p._logits({m: x + delta})
-        dn = lp_norm(delta, norm)
-        better = p.success(logits) & (dn < best_n)
-        best_n = torch.where(better, dn, best_n)
-        best[better] = delta.detach()[better]
-    return {m: best}, best_n
-
-
-class _MinNorm(Attack):
-    name = "fmn"
-    norms = ("linf", "l2", "snr")
-    supports_band = False
-
-    def __init__(self, model: nn.Module, threat: Threat, steps: int = 30, **kw: Any) -> None:
-        super().__init__(model, threat, loss="margin" if not model.spec.multilabel else "bce")
-        if model.spec.multilabel:
-            raise ValueError("min_eps: FMN needs a single-label head")
-        if threat.modality == "both":
-            raise ValueError("min_eps: one modality at a time")
-        self.steps, self.kw = steps, kw
-
-
-def min_eps(model: nn.Module, batch: Mapping[str, Tensor], norm: str, modality: str = "audio", *,
-            domain: str = "input", steps: int = 30, target: Tensor | None = None,
-            **fmn_kwargs: Any) -> Tensor:
-    """Per-sample minimal eps (B,) for ``model`` on ``batch`` (FMN upper bound; inf where none found).
-
-    For ``norm="snr"`` the value is in dB: the highest SNR at which an adversarial example was found
-    (``20 log10(||x|| / ||delta||)``; ``+inf`` for samples misclassified clean, ``-inf`` where none found).
-    """
-    threat = Threat("l2" if norm == "snr" else norm, 1.0, modality, domain)
-    atk = _MinNorm(model, threat, steps)
-    atk._check_batch(batch, target)
-    with attack_mode(model):
-        p = atk.problem(batch, target)
-        _, n = min_norm(p, norm, steps=steps, **fmn_kwargs)
-    if norm == "snr":
-        return 20 * torch.log10(lp_norm(p.x[modality], "l2") / n)
-    return n
 
 
 def first_order_eps(model: nn.Module, batch: Mapping[str, Tensor], norm: str, modality: str = "audio", *,
@@ -143,20 +58,108 @@ def first_order_eps(model: nn.Module, batch: Mapping[str, Tensor], norm: str, mo
     One forward and backward pass; an estimate, not a bound (no adversarial example is found). 0 for samples
     misclassified clean. For ``norm="snr"`` the value is in dB (``20 log10(||x|| / estimate)``).
     """
-    l_norm = "l2" if norm == "snr" else norm
-    if l_norm not in DUAL:
+    threat = Threat(norm, 1.0, modality, domain)
+    if threat.ball_norm not in DUAL:
         raise ValueError(f"first_order_eps: norm must be linf, l2 or snr, got {norm!r}")
-    atk = _MinNorm(model, Threat(l_norm, 1.0, modality, domain))
+    atk = FMN(model, Threat(threat.ball_norm, 1.0, modality, domain))
     atk._check_batch(batch, None)
     with attack_mode(model):
         p = atk.problem(batch)
         d = {m: torch.zeros_like(v, requires_grad=True) for m, v in p.x.items()}
         s, _, g = p.loss_grad(d, lambda logits, y, target: L.margin(logits, y, target))
-        gd = g[modality].reshape(len(s), -1).norm(p=DUAL[l_norm], dim=1).clamp(min=1e-12)
+        gd = g[modality].reshape(len(s), -1).norm(p=DUAL[threat.ball_norm], dim=1).clamp(min=1e-12)
         est = (-s).clamp(min=0) / gd
-    if norm == "snr":
-        return 20 * torch.log10(lp_norm(p.x[modality], "l2") / est)
-    return est
+    return threat.eps_from_norm(est, lp_norm(p.x[modality], "l2"))
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One probed budget of an eps* search, with the evidence behind it.
+
+    Attributes:
+        budget: the budget (eps; dB for snr).
+        accuracy_upper: fraction of samples not shown fooled at this budget or below: an upper bound of the
+            robust accuracy at this budget (mAP for multi-label heads, plain bisection only).
+        accuracy_lower: fraction of samples the attack failed on at this budget or above (the lower end of
+            the attack's bracket; equal to ``accuracy_upper`` for the plain bisection; not a certificate).
+        n_attacked: per-sample attack runs at this budget.
+        n_reused: samples settled by projecting a larger budget's adversarial perturbation (adaptive).
+        fooled: indices (into the pooled batches) of the samples shown fooled at this budget or below.
+        norms: modality -> the norms (eps units; dB for snr) of those samples' adversarial perturbations, in
+            the order of ``fooled`` (0 for samples misclassified clean).
+    """
+
+    budget: float
+    accuracy_upper: float
+    accuracy_lower: float
+    n_attacked: int = 0
+    n_reused: int = 0
+    fooled: tuple[int, ...] = ()
+    norms: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (non-finite norms, e.g. the +inf dB of an unchanged clip, become None)."""
+        return {"budget": self.budget, "accuracy_upper": self.accuracy_upper,
+                "accuracy_lower": self.accuracy_lower, "n_attacked": self.n_attacked,
+                "n_reused": self.n_reused, "fooled": list(self.fooled),
+                "norms": {m: [x if math.isfinite(x) else None for x in v] for m, v in self.norms.items()}}
+
+
+@dataclass(frozen=True)
+class EpsStar:
+    """Result of `eps_star`.
+
+    Attributes:
+        eps_star: the smallest (weakest) grid budget whose accuracy bound falls to the level; None if none.
+        curve: the probed budgets as `CurvePoint` bounds, weakest first.
+        method: ``"adaptive"`` or ``"bisection"``.
+        attack: the registered attack name; protocol: its `Attack.protocol()` (at eps*, else the last probe).
+        level: the requested level (``"chance"`` or a fraction); deactivation_level: its value; clean: the
+            clean metric (accuracy judged on fresh draws on a stochastic model, or mAP).
+        n: samples; threat: the threat without its budget (``norm``, ``modality``, ``domain``).
+        stochastic: the model was found stochastic; success_draws: fresh passes deciding "fooled" (1 when
+            deterministic); eot_samples: EOT draws per gradient the attack used.
+        attack_runs: budgets probed, in order; samples_attacked: per-sample attack runs (the search's cost).
+        sample_budgets: per sample, the weakest budget it was shown fooled at (None: never; the weakest grid
+            budget for samples misclassified clean).
+        perturbations: modality -> (N, ...) the adversarial perturbation behind ``sample_budgets`` (zeros
+            where none); not part of `to_dict`.
+    """
+
+    eps_star: float | None
+    curve: tuple[CurvePoint, ...]
+    method: str
+    attack: str
+    protocol: Mapping[str, Any]
+    level: str | float
+    deactivation_level: float
+    clean: float
+    n: int
+    threat: Mapping[str, Any]
+    stochastic: bool
+    success_draws: int
+    eot_samples: int
+    attack_runs: tuple[float, ...]
+    samples_attacked: int
+    sample_budgets: tuple[float | None, ...] = ()
+    perturbations: Mapping[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    def point(self, budget: float) -> CurvePoint:
+        """The curve point at ``budget`` (KeyError if that budget was not probed)."""
+        for pt in self.curve:
+            if pt.budget == float(budget):
+                return pt
+        raise KeyError(f"EpsStar: budget {budget} was not probed; probed {[pt.budget for pt in self.curve]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (everything but the perturbation tensors)."""
+        return {"eps_star": self.eps_star, "curve": [pt.to_dict() for pt in self.curve],
+                "method": self.method, "attack": self.attack, "protocol": dict(self.protocol),
+                "level": self.level, "deactivation_level": self.deactivation_level, "clean": self.clean,
+                "n": self.n, "threat": dict(self.threat), "stochastic": self.stochastic,
+                "success_draws": self.success_draws, "eot_samples": self.eot_samples,
+                "attack_runs": list(self.attack_runs), "samples_attacked": self.samples_attacked,
+                "sample_budgets": list(self.sample_budgets)}
 
 
 def _collect(batches: Iterable[Mapping[str, Tensor]] | Mapping[str, Tensor]) -> list[Mapping[str, Tensor]]:
@@ -236,17 +239,19 @@ START = 0.25  # first probe at this fraction of the guide's eps* (guides over-es
 
 
 def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor, strength: Sequence[float],
-                     norm: str, allowed: float, make_attack: Callable[[float], Attack], guide: Tensor | None,
-                     batch_size: int,
-                     start: int) -> tuple[int | None, _Status, list[dict[str, Any]]]:
+                     threat: Threat, allowed: float, make_attack: Callable[[float], Attack],
+                     guide: Tensor | None, batch_size: int, start: int, found: dict[str, Tensor],
+                     found_norm: dict[str, Tensor]) -> tuple[int | None, _Status, list[dict[str, Any]]]:
     """Smallest strength index whose accuracy is <= ``allowed`` / N (None if even the strongest is above).
 
     Galloping from ``start`` (budget halved/doubled) brackets the answer, a bisection over grid indices finds
     it. A probe at budget k first projects each unsettled sample's smallest adversarial perturbation found so
-    far into the budget-k feasible set (one forward pass: still adversarial = fooled at k, with the evidence);
-    then attacks only the samples still unsettled, most robust first by ``guide`` (a robustness score,
-    higher = more robust), and stops as soon as the outcome is decided: a passing probe needs every sample but
-    ``allowed`` fooled, a failing probe stops once more than ``allowed`` samples survived.
+    far into the budget-k feasible set (one forward pass, or fresh draws on a stochastic model:
+    still adversarial = fooled at k, with the evidence); then attacks only the samples still unsettled, most
+    robust first by ``guide`` (a robustness score, higher = more robust), and stops as soon as the outcome is
+    decided: a passing probe needs every sample but ``allowed`` fooled, a failing probe stops once more than
+    ``allowed`` samples survived. ``found`` / ``found_norm`` (modality -> (N, ...) / (N,)) receive each
+    sample's adversarial perturbation at its smallest fooled budget and its norm in eps units.
     """
     n, total = len(strength), len(correct)
     st = _Status(correct, n)
@@ -254,18 +259,21 @@ def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor,
     order = torch.arange(total) if guide is None else torch.argsort(guide, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(total)
-    found: dict[str, Tensor] = {}  # modality -> (N, ...) smallest adversarial perturbation found per sample
 
-    def judge(atk: Attack, idx: Tensor, perturb: Callable[[Problem], dict[str, Tensor]]) -> Tensor:
-        """Which of samples ``idx`` the perturbations ``perturb(problem)`` fool; keeps those that do."""
+    def judge(atk: Attack, idx: Tensor, perturb: Callable[[Problem], dict[str, Tensor]] | None) -> Tensor:
+        """Which of samples ``idx`` are fooled: by the attack (``perturb`` None: `Attack.solve`, worst case
+        kept, success judged on fresh draws on a stochastic model) or by ``perturb(problem)``; keeps the
+        perturbations that fool."""
         with attack_mode(model):
             p = atk.problem({key: v[idx.to(v.device)] for key, v in pool.items()})
-            d = perturb(p)
-            fooled = p.success(p.logits(d)).cpu()
-        for m, v in d.items():
-            if m not in found:
-                found[m] = torch.zeros((total, *v.shape[1:]), dtype=v.dtype, device=v.device)
-            found[m][idx[fooled].to(v.device)] = v.detach()[fooled.to(v.device)]
+            if perturb is None:
+                d = atk.solve(p)
+                fooled = atk.last_success
+            else:
+                d = perturb(p)
+                fooled = p.adversarial(d, p.logits(d))
+        fooled = fooled.cpu()
+        _keep(found, found_norm, d, p, threat, idx, fooled, total)
         return fooled
 
     def projected(p: Problem, idx: Tensor) -> dict[str, Tensor]:
@@ -295,15 +303,15 @@ def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor,
             u = u[torch.argsort(st.lo[u] * total - rank[u], descending=True, stable=True)]
             idx = u[: min(batch_size, max(chunk, 8))]
             chunk *= 2
-            st.record(idx, judge(atk, idx, atk.run), k)
+            st.record(idx, judge(atk, idx, None), k)
             attacked += len(idx)
         if attacked or reused:
             runs.append({"eps": strength[k], "samples": attacked, "reused": reused})
         return st.not_fooled(k) <= allowed
 
     def towards(k: int, factor: float, lo: int, hi: int) -> int:
-        """Index in [lo, hi] whose budget is closest to budget k scaled by ``factor`` (SNR: -20 log10 dB)."""
-        target = strength[k] - 20 * math.log10(factor) if norm == "snr" else strength[k] * factor
+        """Index in [lo, hi] whose budget is closest to budget k with its radius scaled by ``factor``."""
+        target = threat.scale_eps(strength[k], factor)
         return min(range(lo, hi + 1), key=lambda i: abs(strength[i] - target))
 
     lo_k, hi_k, k = -1, None, start
@@ -329,10 +337,53 @@ def _adaptive_search(model: nn.Module, pool: dict[str, Tensor], correct: Tensor,
     return hi_k, st, runs
 
 
+def _keep(found: dict[str, Tensor], found_norm: dict[str, Tensor], d: Mapping[str, Tensor], p: Problem,
+          threat: Threat, idx: Tensor, fooled: Tensor, total: int) -> None:
+    """Store the perturbations ``d`` of samples ``idx`` that fool (and their norms in eps units)."""
+    for m, v in d.items():
+        if m not in found:
+            found[m] = torch.zeros((total, *v.shape[1:]), dtype=v.dtype, device=v.device)
+            found_norm[m] = torch.zeros(total, dtype=torch.float64)
+        f = fooled.to(v.device)
+        found[m][idx[fooled].to(v.device)] = v.detach()[f]
+        norms = threat.eps_from_norm(lp_norm(v.detach(), threat.ball_norm), lp_norm(p.x[m], "l2"))
+        found_norm[m][idx[fooled]] = norms[f].double().cpu()
+
+
+def _clean_correct(model: nn.Module, batches: Sequence[Mapping[str, Tensor]], probe: Attack,
+                   labels: Tensor) -> tuple[float, Tensor | None, bool, int, int]:
+    """The clean metric, per-sample clean correctness for the bookkeeping, whether the model is stochastic,
+    the success draws and the EOT draws the attack uses.
+
+    Deterministic: accuracy (mAP) of one pass. Stochastic: the mean accuracy over ``draws`` fresh passes
+    (mAP of the averaged logits), and a sample counts as correct unless `success_threshold` of the draws
+    misclassify it (the rule the attacks use). Correctness is None for multi-label heads.
+    """
+    with attack_mode(model):
+        p0 = probe.problem(batches[0])
+    stochastic, draws, eot = p0.stochastic, p0.draws, p0.samples
+    if not stochastic:
+        logits = _logits(model, batches)
+        correct = None if model.spec.multilabel else (logits.argmax(1) == labels).cpu()
+        clean = _score(logits, labels) if correct is None else float(correct.float().mean())
+        return clean, correct, False, 1, eot
+    if model.spec.multilabel:
+        with attack_mode(model), torch.no_grad():
+            logits = torch.cat([sum(predict(model, b) for _ in range(draws)) / draws for b in batches])
+        return _score(logits, labels), None, True, draws, eot
+    votes = []
+    with attack_mode(model), torch.no_grad():
+        for b in batches:
+            p = probe.problem(b)
+            votes.append(p.votes(probe.zeros(p)).cpu())
+    v = torch.cat(votes)
+    return float(1 - v.float().mean() / draws), v < success_threshold(draws), True, draws, eot
+
+
 def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping[str, Tensor], norm: str,
              modality: str, grid: Sequence[float], attack: str = "pgd", level: str | float = "chance", *,
              method: str = "adaptive", guide: str = "linear", min_norm_steps: int = 10, domain: str = "input",
-             early_stop: bool = True, **attack_kwargs: Any) -> dict[str, Any]:
+             early_stop: bool = True, **attack_kwargs: Any) -> EpsStar:
     """Smallest grid budget at which the attacked metric falls to the deactivation level.
 
     Args:
@@ -351,16 +402,15 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
         guide: ``"linear"`` (default: `first_order_eps`, one forward/backward pass), ``"fmn"`` (`min_eps`
             with ``min_norm_steps`` steps) or ``"none"`` (the search starts at the strongest budget).
         min_norm_steps: FMN steps of the ``"fmn"`` guide.
-        early_stop: per-sample early stop in the attack (on by default: same successes, cheaper).
-        **attack_kwargs: passed to the attack (``steps``, ``restarts``, ``seed``, ...).
+        early_stop: per-sample early stop in the attack when it takes one (on by default: same successes,
+            cheaper; not applied on a stochastic model, see `Attack.stops_early`).
+        **attack_kwargs: passed to the attack (``steps``, ``restarts``, ``seed``, ``success_draws``, ...).
 
     Returns:
-        dict with ``eps_star`` (None if no grid point reaches the level), ``curve`` (the probed budgets:
-        ``{"eps", "accuracy", "accuracy_lower", "source": "attack"}``; ``accuracy`` counts as fooled only the
-        samples an attack fooled at that budget or below, ``accuracy_lower`` also counts as fooled those not
-        shown robust at that budget or above; equal for the plain bisection), ``deactivation_level``,
-        ``clean``, ``method``, ``attack_runs`` (budgets probed, in order) and ``samples_attacked`` (the
-        per-sample attack runs, the search's cost in units of one attacked sample).
+        An `EpsStar` (``eps_star`` None if no grid point reaches the level); ``to_dict()`` is its JSON form.
+
+    Raises:
+        ValueError: on an unknown method or guide, an empty grid or an invalid level.
     """
     if method not in ("adaptive", "bisection"):
         raise ValueError(f"eps_star: method must be 'adaptive' or 'bisection', got {method!r}")
@@ -369,58 +419,93 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
     if not grid:
         raise ValueError("eps_star: empty grid")
     batches = _collect(batches)
-    # order grid by strength (snr: higher dB = weaker)
-    strength = sorted(set(float(e) for e in grid), reverse=(norm == "snr"))
+    threat = Threat(norm, float(grid[0]), modality, domain)
+    strength = threat.order(set(float(e) for e in grid))  # weakest -> strongest
     n = len(strength)
     labels = torch.cat([b["label"] for b in batches])
-    clean_logits = _logits(model, batches)
-    clean = _score(clean_logits, labels)
-    lvl = deactivation_level(model, batches, level, clean)
     if attack_kwargs.get("early_stop") is not None:
         early_stop = attack_kwargs.pop("early_stop")
-    es = {"early_stop": early_stop} if attack in ("pgd", "apgd-ce", "apgd-dlr") else {}
+    es = ATTACKS.get(attack).shared_kwargs(early_stop=early_stop)
+    attacks: dict[float, Attack] = {}
 
     def make_attack(eps: float) -> Attack:
-        return create(attack, model, Threat(norm, eps, modality, domain), **es, **attack_kwargs)
+        attacks[eps] = create(attack, model, threat.with_eps(eps), **es, **attack_kwargs)
+        return attacks[eps]
 
-    base = {"deactivation_level": lvl, "clean": clean, "attack": attack}
-    if method == "adaptive" and not model.spec.multilabel:
+    clean, correct, stochastic, draws, eot = _clean_correct(model, batches, make_attack(strength[-1]), labels)
+    lvl = deactivation_level(model, batches, level, clean)
+    total = len(labels)
+    found: dict[str, Tensor] = {}
+    found_norm: dict[str, Tensor] = {}
+    common = {"attack": attack, "level": level, "deactivation_level": lvl, "clean": clean, "n": total,
+              "threat": {"norm": norm, "modality": modality, "domain": domain}, "stochastic": stochastic,
+              "success_draws": draws, "eot_samples": eot}
+
+    def protocol(k: int | None) -> dict[str, Any]:
+        atk = attacks.get(strength[k]) if k is not None else None
+        return (atk or attacks[strength[-1]]).protocol()
+
+    if method == "adaptive" and correct is not None:
         pool = _pool(batches)
         make_attack(strength[0])._check_batch(pool, None)  # once here; probes take slices of the pool
-        total = len(pool["label"])
-        correct = (clean_logits.argmax(1) == labels).cpu()
         guide_t, start = None, n - 1
         # the guides estimate one modality's minimal norm; "both" searches unguided
-        if guide != "none" and modality != "both" and norm in ("linf", "l2", "snr") and bool(correct.any()):
+        if (guide != "none" and modality != "both" and threat.ball_norm in DUAL and bool(correct.any())):
             est = torch.zeros(total)
             sub = {k: v[correct.to(v.device)] for k, v in pool.items()}
             est[correct] = (first_order_eps(model, sub, norm, modality, domain=domain) if guide == "linear"
                             else min_eps(model, sub, norm, modality, domain=domain, steps=min_norm_steps,
-                                         gamma_init=GUIDE_GAMMA)).cpu()
-            guide_t = -est if norm == "snr" else est  # higher = more robust
+                                         gamma_init=GUIDE_GAMMA)).float().cpu()
+            sign = 1.0 if threat.larger_is_stronger else -1.0
+            guide_t = sign * est  # higher = more robust
             guide_t[~correct] = float("-inf")
             # first budget the guide predicts to deactivate the model, scaled by START
-            pred = next((k for k, e in enumerate(strength)
-                         if int((guide_t > (-e if norm == "snr" else e)).sum()) <= lvl * total), n - 1)
-            e0 = strength[pred] - 20 * math.log10(START) if norm == "snr" else strength[pred] * START
+            pred = next((k for k, e in enumerate(strength) if int((guide_t > sign * e).sum()) <= lvl * total),
+                        n - 1)
+            e0 = threat.scale_eps(strength[pred], START)
             start = min(range(n), key=lambda i: abs(strength[i] - e0))
         batch_size = max(len(b["label"]) for b in batches)
-        k, st, runs = _adaptive_search(model, pool, correct, strength, norm, lvl * total, make_attack,
-                                       guide_t, batch_size, start)
+        k, st, runs = _adaptive_search(model, pool, correct, strength, threat, lvl * total, make_attack,
+                                       guide_t, batch_size, start, found, found_norm)
+        per = {r["eps"]: r for r in runs}
         probed = sorted({strength.index(r["eps"]) for r in runs} | ({k} if k is not None else set()))
-        curve = [{"eps": strength[j], "accuracy": st.not_fooled(j) / total,
-                  "accuracy_lower": st.robust(j) / total, "source": "attack"} for j in probed]
-        curve.sort(key=lambda r: r["eps"])
-        return {**base, "eps_star": None if k is None else strength[k], "curve": curve, "method": "adaptive",
-                "attack_runs": [r["eps"] for r in runs], "samples_attacked": sum(r["samples"] for r in runs)}
+        curve = tuple(_point(strength[j], st.not_fooled(j) / total, st.robust(j) / total,
+                             per.get(strength[j], {}), (st.hi <= j).nonzero().flatten(), found_norm)
+                      for j in probed)
+        budgets = tuple(strength[int(h)] if int(h) < n else None for h in st.hi)
+        return EpsStar(eps_star=None if k is None else strength[k], curve=curve, method="adaptive",
+                       protocol=protocol(k), attack_runs=tuple(r["eps"] for r in runs),
+                       samples_attacked=sum(r["samples"] for r in runs), sample_budgets=budgets,
+                       perturbations=found, **common)
 
-    measured: dict[int, float] = {}
+    measured: dict[int, tuple[float, Tensor]] = {}
+    first = torch.full((total,), n, dtype=torch.long)  # per sample: smallest measured index fooled at
 
     def passes(k: int) -> bool:
         if k not in measured:
             atk = make_attack(strength[k])
-            measured[k] = _score(_logits(model, [atk(b) for b in batches]), labels)
-        return measured[k] <= lvl
+            advs, fooled, at = [], [], 0
+            for b in batches:
+                with attack_mode(model):
+                    p = atk.problem(b)
+                    d = atk.solve(p)
+                advs.append(atk.output(b, p, d))
+                f = atk.last_success.cpu()
+                fooled.append(f)
+                idx = torch.arange(at, at + len(f))
+                new = f & (first[idx] > k)
+                _keep(found, found_norm, d, p, threat, idx, new, total)
+                first[idx[new]] = k
+                at += len(f)
+            fooled_t = torch.cat(fooled)
+            if correct is None:  # multi-label: mAP (logits averaged over the draws on a stochastic model)
+                logits = torch.cat([sum(predict(model, a) for _ in range(draws)) / draws
+                                    for a in advs]) if stochastic else _logits(model, advs)
+                value = _score(logits, labels)
+            else:
+                value = 1.0 - float(fooled_t.float().mean())
+            measured[k] = (value, fooled_t)
+        return measured[k][0] <= lvl
 
     lo, hi = -1, (n - 1 if passes(n - 1) else None)
     if hi is not None:
@@ -430,11 +515,23 @@ def eps_star(model: nn.Module, batches: Iterable[Mapping[str, Tensor]] | Mapping
                 hi = mid
             else:
                 lo = mid
-    curve = [{"eps": strength[k], "accuracy": a, "accuracy_lower": a, "source": "attack"}
-             for k, a in measured.items()]
-    curve.sort(key=lambda r: r["eps"])
-    return {**base, "eps_star": None if hi is None else strength[hi], "curve": curve, "method": "bisection",
-            "attack_runs": [strength[k] for k in measured], "samples_attacked": len(labels) * len(measured)}
+    curve = tuple(_point(strength[k], a, a, {"samples": total}, f.nonzero().flatten(), found_norm)
+                  for k, (a, f) in sorted(measured.items()))
+    budgets = tuple(strength[int(h)] if int(h) < n else None for h in first)
+    return EpsStar(eps_star=None if hi is None else strength[hi], curve=curve, method="bisection",
+                   protocol=protocol(hi), attack_runs=tuple(strength[k] for k in measured),
+                   samples_attacked=total * len(measured), sample_budgets=budgets, perturbations=found,
+                   **common)
 
 
-__all__ = ["bview", "deactivation_level", "eps_star", "first_order_eps", "min_eps", "min_norm"]
+def _point(budget: float, upper: float, lower: float, run: Mapping[str, Any], fooled: Tensor,
+           found_norm: Mapping[str, Tensor]) -> CurvePoint:
+    idx = [int(i) for i in fooled]
+    norms = {m: tuple(float(v[i]) for i in idx) for m, v in found_norm.items()}
+    return CurvePoint(budget=budget, accuracy_upper=upper, accuracy_lower=lower,
+                      n_attacked=int(run.get("samples", 0)), n_reused=int(run.get("reused", 0)),
+                      fooled=tuple(idx), norms=norms)
+
+
+__all__ = ["CurvePoint", "EpsStar", "FMN", "bview", "deactivation_level", "eps_star", "first_order_eps",
+           "min_eps", "min_norm"]

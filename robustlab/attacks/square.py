@@ -74,6 +74,8 @@ class Square(Attack):
     name = "square"
     norms = ("linf", "l2", "snr")
     needs = "queries"
+    takes = frozenset({"restarts"})
+    supports_joint = False
 
     def __init__(self, model: nn.Module, threat: Threat, n_queries: int = 1000, p_init: float = 0.3,
                  **kwargs: Any) -> None:
@@ -130,9 +132,10 @@ class Square(Attack):
                     delta[:, :, i:i + hs, j:j + s] += pulse * rsign(b, c_, 1, 1)
             delta = delta * r4 / bview(lp_norm(delta, "l2").clamp(min=1e-12), delta)
         delta = cons.project_(delta.reshape(shape)).reshape(b, c_, h, w)
-        logits = p.logits({m: delta.reshape(shape)})
+        start = {m: delta.reshape(shape)}
+        logits = p.logits(start)
         obj = L.objective(logits, p.y, p.target)
-        succ = p.success(logits)
+        succ = p.adversarial(start, logits).clone()  # fresh draws on a stochastic model
         for it in range(self.n_queries - 1):
             idx = (~succ).nonzero().flatten()
             if idx.numel() == 0:
@@ -166,9 +169,10 @@ class Square(Attack):
                 dc[:, :, vh:vh + sh, vw:vw + sw] = new
                 dc = dc * r4[idx] / bview(lp_norm(dc, "l2").clamp(min=1e-12), dc)
             dc = sub.cons[m].project_(dc.reshape((n,) + tuple(shape[1:]))).reshape(n, c_, h, w)
-            lg = sub.logits({m: dc.reshape((n,) + tuple(shape[1:]))})
+            cand = {m: dc.reshape((n,) + tuple(shape[1:]))}
+            lg = sub.logits(cand)
             o = L.objective(lg, sub.y, sub.target)
-            hit = sub.success(lg)
+            hit = sub.adversarial(cand, lg)
             acc = (o > obj[idx]) | hit
             ai = idx[acc]
             delta[ai] = dc[acc]

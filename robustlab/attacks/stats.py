@@ -29,6 +29,16 @@ def _resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:
     return resample_poly(x, target // g, sr // g)
 
 
+def snr_db(signal_l2: Tensor, delta_l2: Tensor) -> Tensor:
+    """``20 log10(||x|| / ||delta||)`` per example, with the limits spelled out: an unchanged input
+    (``delta = 0``) is +inf dB, silent or not; a silent input with a nonzero perturbation is -inf dB."""
+    ratio = signal_l2.double() / delta_l2.double()
+    db = 20 * torch.log10(ratio)
+    db = torch.where(delta_l2 == 0, torch.full_like(db, float("inf")), db)
+    db = torch.where((signal_l2 == 0) & (delta_l2 > 0), torch.full_like(db, float("-inf")), db)
+    return db.to(delta_l2.dtype)
+
+
 def perceptual_scores(clean: Tensor, adv: Tensor, sample_rate: int) -> dict[str, Tensor]:
     """PESQ (wide-band at 16 kHz, narrow-band at 8 kHz; other rates resampled to 16 kHz) and STOI per example.
 
@@ -76,8 +86,9 @@ def perturbation_stats(clean: Mapping[str, Tensor], adv: Mapping[str, Tensor], m
         perceptual: add ``pesq`` / ``stoi`` (audio waveform only; skipped when the packages are absent).
 
     Returns:
-        dict of (B,) tensors: ``linf``, ``l2``, ``snr_db`` (``20 log10(||x|| / ||delta||)``, +inf for an
-        unchanged input), optionally ``success``, ``pesq``, ``stoi``.
+        dict of (B,) tensors: ``linf``, ``l2``, ``snr_db`` (``20 log10(||x|| / ||delta||)``; `snr_db`: +inf
+        for an unchanged input, silent or not, -inf for a silent input with a nonzero perturbation),
+        optionally ``success``, ``pesq``, ``stoi``.
     """
     if modality == "audio" and FEATURES_KEY in adv:
         if model is None:
@@ -93,8 +104,7 @@ def perturbation_stats(clean: Mapping[str, Tensor], adv: Mapping[str, Tensor], m
     x, xa = x.detach(), xa.detach()
     d = xa - x
     l2 = lp_norm(d, "l2")
-    out = {"linf": lp_norm(d, "linf"), "l2": l2,
-           "snr_db": 20 * torch.log10(lp_norm(x, "l2") / l2.clamp(min=0)).nan_to_num(posinf=float("inf"))}
+    out = {"linf": lp_norm(d, "linf"), "l2": l2, "snr_db": snr_db(lp_norm(x, "l2"), l2)}
     if model is not None:
         with torch.no_grad():
             out["success"] = L.success(predict(model, adv), clean["label"], target)

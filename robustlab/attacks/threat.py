@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +99,69 @@ class Threat:
         if modality not in self.modalities:
             raise KeyError(f"Threat {self.label!r} does not attack modality {modality!r}")
         return float(self.eps[modality]) if isinstance(self.eps, Mapping) else float(self.eps)
+
+    # --- how the norm orders and scales budgets (callers never branch on the norm's name) -------------
+    @property
+    def larger_is_stronger(self) -> bool:
+        """True when a larger ``eps`` is a stronger adversary (lp norms); False for ``snr`` (dB)."""
+        return self.norm != "snr"
+
+    @property
+    def ball_norm(self) -> str:
+        """The lp norm of the budget ball: ``"l2"`` for ``snr``, the norm itself otherwise."""
+        return "l2" if self.norm == "snr" else self.norm
+
+    def order(self, eps_values: Iterable[float]) -> list[float]:
+        """``eps_values`` as floats sorted from the weakest budget to the strongest (duplicates kept)."""
+        return sorted((float(e) for e in eps_values), reverse=not self.larger_is_stronger)
+
+    def weakest(self, grid: Iterable[float]) -> float:
+        """The weakest budget of ``grid`` (smallest lp radius; highest SNR)."""
+        vals = self.order(grid)
+        if not vals:
+            raise ValueError("Threat.weakest: empty grid")
+        return vals[0]
+
+    def strongest(self, grid: Iterable[float]) -> float:
+        """The strongest budget of ``grid`` (largest lp radius; lowest SNR)."""
+        vals = self.order(grid)
+        if not vals:
+            raise ValueError("Threat.strongest: empty grid")
+        return vals[-1]
+
+    def stronger(self, a: float, b: float) -> bool:
+        """Whether budget ``a`` is strictly stronger than budget ``b`` in this norm."""
+        return a > b if self.larger_is_stronger else a < b
+
+    def scale_eps(self, eps: float, factor: float) -> float:
+        """The budget whose perturbation radius is ``factor`` times that of ``eps``.
+
+        lp norms: ``eps * factor``; SNR (dB): ``eps - 20 log10(factor)`` (a radius x2 is 6.02 dB less).
+
+        Raises:
+            ValueError: if ``factor`` is not > 0.
+        """
+        if not factor > 0 or not math.isfinite(factor):
+            raise ValueError(f"Threat.scale_eps: factor must be a finite number > 0, got {factor!r}")
+        if self.larger_is_stronger:
+            return float(eps) * float(factor)
+        return float(eps) - 20.0 * math.log10(float(factor))
+
+    def eps_from_norm(self, delta_norm: Any, x_norm: Any = None) -> Any:
+        """A perturbation's size in this threat's eps units, from its ball-norm (`ball_norm`) value.
+
+        lp norms: ``delta_norm`` itself; SNR: ``20 log10(x_norm / delta_norm)`` dB (``x_norm``: the clean
+        input's L2 norm, required). Works elementwise on floats or tensors.
+        """
+        if self.larger_is_stronger:
+            return delta_norm
+        if x_norm is None:
+            raise ValueError("Threat.eps_from_norm: an snr threat needs x_norm (the clean L2 norm)")
+        if isinstance(delta_norm, (int, float)):
+            return 20.0 * math.log10(float(x_norm) / float(delta_norm)) if delta_norm > 0 else math.inf
+        import torch
+
+        return 20 * torch.log10(x_norm / delta_norm)
 
     def with_eps(self, eps: float | Mapping[str, float]) -> Threat:
         """A copy with another budget (same norm, modality, domain, band)."""

@@ -8,7 +8,7 @@ Methods:
 * ``"pgd"`` (default): maximise the mean loss over the fitting batches by projected sign / normalised gradient
   steps on ``v`` (SGD-UAP style).
 * ``"accumulate"`` (the thesis' variant): for the examples still classified correctly under ``x + v``, compute
-  per-sample minimal perturbations (`potency.min_norm`, FMN), add their sum to ``v``, then project.
+  per-sample minimal perturbations (`fmn.min_norm`, FMN), add their sum to ``v``, then project.
 
 Threat model: ``linf``, ``l2``, ``l1`` (``accumulate``: linf / l2); input or feature domain; band.
 
@@ -49,6 +49,8 @@ class Universal(Attack):
     """
 
     name = "universal"
+    #: one perturbation for every input: choosing the clean input per sample would break universality
+    keeps_worst_case = False
     norms = ("linf", "l2", "l1")
     supports_targeted = False
 
@@ -106,7 +108,7 @@ class Universal(Attack):
                                 gm = g[m].sum(dim=0, keepdim=True)
                                 v[m].add_(steepest_ascent(gm, self.threat.norm, eps * self.step_size)[0])
                     else:
-                        from .potency import min_norm
+                        from .fmn import min_norm
 
                         logits = p.logits(d)
                         ok = ~p.success(logits)

@@ -41,7 +41,7 @@ def list_datasets(pattern: str | None = None) -> list[str]:
 
 def _load_builtin() -> None:
     # Importing the modules registers their datasets; done lazily so `import robustlab.data` stays cheap.
-    from . import filebased, fsdd, synthav  # noqa: F401
+    from . import audioset_csv, esc50, folder, fsdd, speechcommands, synthav  # noqa: F401
 
 
 __all__ = [

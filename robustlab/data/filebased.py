@@ -20,20 +20,10 @@ Options every file dataset takes (besides its own):
   very large datasets; NaN/Inf content is then found when an item is read, and raises).
 - ``cache``: keep decoded clips in memory: None = when they take at most 512 MiB, True, False.
 
-Datasets registered here:
-
-- ``folder``: ``root/<class>/**/*.{wav,flac,ogg}``; classes = sub-folder names (sorted); splits ``train``,
-  ``val``, ``test`` by a stable hash of each file's relative path (``fractions``, ``seed``), and ``all``.
-- ``esc50``: ESC-50 (``meta/esc50.csv`` + ``audio/``); 5 folds: ``test_fold`` (default 5), optional
-  ``val_fold``, train = the other folds; ``esc10=True`` for the ESC-10 subset (labels renumbered 0-9).
-- ``speechcommands``: Speech Commands v2 (``<word>/*.wav``, ``validation_list.txt``, ``testing_list.txt``);
-  train = files on neither list; ``_background_noise_`` is not a class (see `background_noise_files`).
-- ``audioset-csv``: multi-label: ``class_labels_indices.csv`` (``index,mid,display_name``) and one CSV per
-  split, ``train.csv`` / ``val.csv`` / ``test.csv`` (those present), each with columns ``file`` (relative to
-  ``root/audio_dir``) and ``labels`` (comma-separated mids like ``/m/09x0r``, or class indices). Labels are
-  multi-hot float32 (K,).
+The datasets built on it have one module each: ``folder`` (`robustlab.data.folder`), ``esc50``
+(`robustlab.data.esc50`), ``speechcommands`` (`robustlab.data.speechcommands`), ``audioset-csv``
+(`robustlab.data.audioset_csv`), ``fsdd`` / ``av-digits`` (`robustlab.data.fsdd`).
 """
-
 from __future__ import annotations
 
 import csv
@@ -50,7 +40,6 @@ from typing import Any
 import torch
 
 from .. import paths
-from . import DATASETS
 from .audio import (
     AUDIO_EXTENSIONS,
     CROP_MODES,
@@ -379,82 +368,17 @@ def _file_size(path: Path) -> int:
         return -1
 
 
-def _audio_options(**kw: Any) -> dict[str, Any]:
+def audio_options(**kw: Any) -> dict[str, Any]:
     """JSON-able resolved options (tuples as lists)."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
 
 
-def _select(entries: Sequence[ClipEntry], split: str) -> list[ClipEntry]:
+def select_split(entries: Sequence[ClipEntry], split: str) -> list[ClipEntry]:
     return list(entries) if split == "all" else [e for e in entries if e.split == split]
 
 
-# -- folder -------------------------------------------------------------------------------------------
-def _class_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
-
-@DATASETS.register("folder")
-def build_folder(
-    split: str,
-    root: str | os.PathLike | None = None,
-    *,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    seed: int = 0,
-    extensions: Sequence[str] = AUDIO_EXTENSIONS,
-    clip_seconds: float = 1.0,
-    sample_rate: int | None = None,
-    crop: str = "start",
-    on_error: str = "raise",
-    scan: str = "full",
-    cache: bool | None = None,
-) -> AudioClipDataset:
-    """A folder of audio files, one sub-folder per class (``root/<class>/**/*.wav``).
-
-    Each file goes to ``train`` / ``val`` / ``test`` by a stable hash of its relative path and ``seed``,
-    with probabilities ``fractions`` (so adding files never moves the others); ``all`` holds every file.
-    ``sample_rate`` defaults to the most common rate among the files' headers.
-    """
-    check_audio_options("folder", clip_seconds=clip_seconds, sample_rate=sample_rate, crop=crop,
-                        on_error=on_error, scan=scan)
-    fr = [float(f) for f in fractions]
-    if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
-        raise ValueError(f"folder: fractions must be 3 non-negative numbers (train, val, test) summing to 1, "
-                         f"got {list(fractions)!r}")
-    base = resolve_root(root, "folder", lambda p: bool(_class_folders(p)),
-                        "one sub-folder of audio files per class")
-    names = ("train", "val", "test")
-    splits = tuple(n for n, f in zip(names, fr) if f > 0) + ("all",)
-    check_split("folder", split, splits)
-    classes = _class_folders(base)
-    entries: list[ClipEntry] = []
-    for label, folder in enumerate(classes):
-        for f in list_audio_files(folder, extensions):
-            key = relative_key(f, base)
-            u = stable_unit(key, seed)
-            tag = "train" if u < fr[0] else "val" if u < fr[0] + fr[1] else "test"
-            entries.append(ClipEntry(f, key, label, tag))
-    if not entries:
-        raise FileNotFoundError(f"folder: no audio files ({', '.join(extensions)}) under {str(base)!r}")
-    rate = sample_rate if sample_rate is not None else most_common_rate(e.path for e in entries)
-    if rate is None:
-        raise ValueError(
-            f"folder: none of the {len(entries)} files under {str(base)!r} has a readable header"
-        )
-    options = _audio_options(root=str(base), fractions=tuple(fr), seed=seed, extensions=tuple(extensions),
-                             clip_seconds=clip_seconds, sample_rate=rate, crop=crop, on_error=on_error,
-                             scan=scan, cache=cache)
-    return AudioClipDataset(
-        name="folder", split=split, splits=splits, entries=_select(entries, split),
-        label_names=[c.name for c in classes], multilabel=False, sample_rate=rate, clip_seconds=clip_seconds,
-        options=options, on_error=on_error, crop=crop, scan=scan, cache=cache,
-    )
-
-
-# -- ESC-50 -------------------------------------------------------------------------------------------
-_ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10")
-
-
-def _read_csv(path: Path, required: Sequence[str], what: str) -> list[dict[str, str]]:
+def read_csv(path: Path, required: Sequence[str], what: str) -> list[dict[str, str]]:
     """Rows of a CSV with a header; raises ValueError naming the file when columns are missing."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
@@ -468,243 +392,8 @@ def _read_csv(path: Path, required: Sequence[str], what: str) -> list[dict[str, 
         raise ValueError(f"{what}: {str(path)!r} is not a UTF-8 CSV file ({err})") from err
 
 
-@DATASETS.register("esc50")
-def build_esc50(
-    split: str,
-    root: str | os.PathLike | None = None,
-    *,
-    test_fold: int = 5,
-    val_fold: int | None = None,
-    esc10: bool = False,
-    clip_seconds: float = 5.0,
-    sample_rate: int | None = 44100,
-    crop: str = "start",
-    on_error: str = "raise",
-    scan: str = "full",
-    cache: bool | None = None,
-) -> AudioClipDataset:
-    """ESC-50 environmental sounds (50 classes, 2,000 5-s clips at 44.1 kHz, 5 folds).
-
-    ``test`` = fold ``test_fold``; ``val`` = fold ``val_fold`` (when given); ``train`` = the other folds;
-    ``all`` = every clip. ``esc10=True`` keeps the ESC-10 subset, labels renumbered 0-9 by ESC-50 target.
-    """
-    check_audio_options("esc50", clip_seconds=clip_seconds, sample_rate=sample_rate, crop=crop,
-                        on_error=on_error, scan=scan)
-    folds = (1, 2, 3, 4, 5)
-    if test_fold not in folds or (val_fold is not None and val_fold not in folds) or val_fold == test_fold:
-        raise ValueError(f"esc50: test_fold must be in 1-5 and val_fold None or another fold in 1-5, "
-                         f"got test_fold={test_fold!r}, val_fold={val_fold!r}")
-    base = resolve_root(root, "esc50", lambda p: (p / "meta" / "esc50.csv").is_file(),
-                        "meta/esc50.csv and audio/*.wav")
-    splits = ("train",) + (("val",) if val_fold is not None else ()) + ("test", "all")
-    check_split("esc50", split, splits, "" if val_fold is not None else " (pass val_fold=N for a val split)")
-    csv_path = base / "meta" / "esc50.csv"
-    rows = _read_csv(csv_path, _ESC50_COLUMNS, "esc50")
-    names: dict[int, str] = {}
-    parsed = []
-    for i, row in enumerate(rows, start=2):
-        try:
-            fold, target = int(row["fold"]), int(row["target"])
-        except ValueError as err:
-            raise ValueError(
-                f"esc50: {str(csv_path)!r} line {i}: fold/target must be integers ({err})"
-            ) from None
-        is10 = row["esc10"].lower() in ("true", "1", "yes")
-        if esc10 and not is10:
-            continue
-        names.setdefault(target, row["category"])
-        parsed.append((row["filename"], fold, target))
-    if not parsed:
-        raise ValueError(f"esc50: {str(csv_path)!r} lists no clips" + (" of ESC-10" if esc10 else ""))
-    targets = sorted(names)
-    if not esc10 and targets != list(range(len(targets))):
-        raise ValueError(f"esc50: {str(csv_path)!r}: targets must be 0..K-1, got {targets[:5]}...")
-    remap = {t: i for i, t in enumerate(targets)}
-    entries = []
-    for filename, fold, target in parsed:
-        tag = "test" if fold == test_fold else "val" if fold == val_fold else "train"
-        entries.append(ClipEntry(base / "audio" / filename, f"audio/{filename}", remap[target], tag))
-    options = _audio_options(root=str(base), test_fold=test_fold, val_fold=val_fold, esc10=esc10,
-                             clip_seconds=clip_seconds, sample_rate=sample_rate, crop=crop, on_error=on_error,
-                             scan=scan, cache=cache)
-    rate = sample_rate if sample_rate is not None else most_common_rate(e.path for e in entries) or 44100
-    options["sample_rate"] = rate
-    return AudioClipDataset(
-        name="esc50", split=split, splits=splits, entries=_select(entries, split),
-        label_names=[names[t] for t in targets], multilabel=False, sample_rate=rate,
-        clip_seconds=clip_seconds, options=options, on_error=on_error, crop=crop, scan=scan, cache=cache,
-    )
 
 
-# -- Speech Commands ----------------------------------------------------------------------------------
-_SC_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
-_SC_NOISE = "_background_noise_"
-
-
-def background_noise_files(root: str | os.PathLike | None = None) -> list[Path]:
-    """The ``_background_noise_`` recordings of Speech Commands (long noise files, not a class)."""
-    base = resolve_root(root, "speechcommands", _looks_like_speechcommands, _SC_EXPECTED)
-    folder = base / _SC_NOISE
-    return list_audio_files(folder) if folder.is_dir() else []
-
-
-def _looks_like_speechcommands(p: Path) -> bool:
-    return all((p / f).is_file() for f in _SC_LISTS.values())
-
-
-_SC_EXPECTED = "<word>/*.wav, validation_list.txt and testing_list.txt (Speech Commands v2 layout)"
-
-
-class SpeechCommandsDataset(AudioClipDataset):
-    """`AudioClipDataset` that also knows its root's ``_background_noise_`` recordings."""
-
-    def background_noise_files(self) -> list[Path]:
-        """The ``_background_noise_`` recordings next to the word folders."""
-        return background_noise_files(self.spec.options["root"])
-
-
-@DATASETS.register("speechcommands")
-def build_speechcommands(
-    split: str,
-    root: str | os.PathLike | None = None,
-    *,
-    words: Sequence[str] | None = None,
-    clip_seconds: float = 1.0,
-    sample_rate: int | None = 16000,
-    crop: str = "start",
-    on_error: str = "raise",
-    scan: str = "full",
-    cache: bool | None = None,
-) -> SpeechCommandsDataset:
-    """Google Speech Commands v2 (35 words, 1-s clips at 16 kHz), official split lists.
-
-    ``val`` / ``test`` = the files named in ``validation_list.txt`` / ``testing_list.txt``; ``train`` = the
-    rest; ``all`` = every clip. ``words`` keeps a subset of the word classes (in the order given).
-    """
-    check_audio_options("speechcommands", clip_seconds=clip_seconds, sample_rate=sample_rate, crop=crop,
-                        on_error=on_error, scan=scan)
-    base = resolve_root(root, "speechcommands", _looks_like_speechcommands, _SC_EXPECTED)
-    splits = ("train", "val", "test", "all")
-    check_split("speechcommands", split, splits)
-    lists: dict[str, set[str]] = {}
-    for tag, fname in _SC_LISTS.items():
-        with open(base / fname, encoding="utf-8") as fh:
-            lists[tag] = {line.strip() for line in fh if line.strip()}
-    found = [p.name for p in _class_folders(base)]
-    if words is None:
-        classes = found
-    else:
-        classes = list(words)
-        missing = [w for w in classes if w not in found]
-        if missing or len(set(classes)) != len(classes):
-            raise ValueError(f"speechcommands: words {classes!r} must be distinct folders of {str(base)!r}; "
-                             f"missing: {missing}")
-    if not classes:
-        raise FileNotFoundError(f"speechcommands: no word folders under {str(base)!r}")
-    entries = []
-    for label, word in enumerate(classes):
-        for f in list_audio_files(base / word, (".wav",)):
-            key = relative_key(f, base)
-            tag = "val" if key in lists["val"] else "test" if key in lists["test"] else "train"
-            entries.append(ClipEntry(f, key, label, tag))
-    rate = sample_rate if sample_rate is not None else most_common_rate(e.path for e in entries) or 16000
-    options = _audio_options(root=str(base), words=tuple(classes) if words is not None else None,
-                             clip_seconds=clip_seconds, sample_rate=rate, crop=crop, on_error=on_error,
-                             scan=scan, cache=cache)
-    return SpeechCommandsDataset(
-        name="speechcommands", split=split, splits=splits, entries=_select(entries, split),
-        label_names=classes, multilabel=False, sample_rate=rate, clip_seconds=clip_seconds,
-        options=options, on_error=on_error, crop=crop, scan=scan, cache=cache,
-    )
-
-
-# -- AudioSet-style multi-label CSV -------------------------------------------------------------------
-_AS_SPLITS = ("train", "val", "test")
-
-
-def _read_label_index(path: Path) -> tuple[list[str], list[str]]:
-    """(mids, display names) from an AudioSet ``class_labels_indices.csv``."""
-    rows = _read_csv(path, ("index", "mid", "display_name"), "audioset-csv")
-    try:
-        indices = [int(r["index"]) for r in rows]
-    except ValueError as err:
-        raise ValueError(f"audioset-csv: {str(path)!r}: index must be an integer ({err})") from None
-    if sorted(indices) != list(range(len(rows))) or not rows:
-        raise ValueError(f"audioset-csv: {str(path)!r}: indices must be 0..K-1 (K >= 1), each once")
-    rows = sorted(rows, key=lambda r: int(r["index"]))
-    mids = [r["mid"] for r in rows]
-    if len(set(mids)) != len(mids):
-        raise ValueError(f"audioset-csv: {str(path)!r}: mids must be unique")
-    return mids, [r["display_name"] for r in rows]
-
-
-def _parse_labels(text: str, mid_index: dict[str, int], k: int, where: str) -> tuple[int, ...]:
-    out = set()
-    for tok in (t.strip() for t in text.replace(";", ",").split(",")):
-        if not tok:
-            continue
-        if tok in mid_index:
-            out.add(mid_index[tok])
-        elif tok.isdigit() and int(tok) < k:
-            out.add(int(tok))
-        else:
-            raise ValueError(f"audioset-csv: {where}: unknown label {tok!r} (expected a mid from the label "
-                             f"index CSV or a class index 0..{k - 1})")
-    return tuple(sorted(out))
-
-
-@DATASETS.register("audioset-csv")
-def build_audioset_csv(
-    split: str,
-    root: str | os.PathLike | None = None,
-    *,
-    labels_csv: str = "class_labels_indices.csv",
-    audio_dir: str = "",
-    clip_seconds: float = 10.0,
-    sample_rate: int | None = None,
-    crop: str = "start",
-    on_error: str = "raise",
-    scan: str = "full",
-    cache: bool | None = None,
-) -> AudioClipDataset:
-    """Multi-label clips listed in CSVs, AudioSet style (multi-hot float32 labels).
-
-    ``root`` holds ``labels_csv`` (``index,mid,display_name``) and one CSV per split (``train.csv``,
-    ``val.csv``, ``test.csv``: those present are the splits, plus ``all``), each with columns ``file``
-    (relative to ``root/audio_dir``) and ``labels`` (comma-separated mids or class indices; quote the field).
-    ``sample_rate`` defaults to the most common rate among the files' headers.
-    """
-    check_audio_options("audioset-csv", clip_seconds=clip_seconds, sample_rate=sample_rate, crop=crop,
-                        on_error=on_error, scan=scan)
-    base = resolve_root(root, "audioset-csv", lambda p: (p / labels_csv).is_file(),
-                        f"{labels_csv} and train.csv / val.csv / test.csv with columns file,labels")
-    present = tuple(s for s in _AS_SPLITS if (base / f"{s}.csv").is_file())
-    if not present:
-        raise FileNotFoundError(f"audioset-csv: no split CSV (train.csv, val.csv, test.csv) in {str(base)!r}")
-    splits = present + ("all",)
-    check_split("audioset-csv", split, splits)
-    mids, display = _read_label_index(base / labels_csv)
-    mid_index = {m: i for i, m in enumerate(mids)}
-    audio_base = base / audio_dir
-    entries = []
-    for tag in present:
-        csv_path = base / f"{tag}.csv"
-        for line, row in enumerate(_read_csv(csv_path, ("file", "labels"), "audioset-csv"), start=2):
-            if not row["file"]:
-                raise ValueError(f"audioset-csv: {str(csv_path)!r} line {line}: empty file name")
-            labels = _parse_labels(row["labels"], mid_index, len(mids), f"{str(csv_path)!r} line {line}")
-            path = audio_base / row["file"]
-            entries.append(ClipEntry(path, Path(audio_dir, row["file"]).as_posix(), labels, tag))
-    rate = sample_rate if sample_rate is not None else most_common_rate(e.path for e in entries)
-    if rate is None:
-        raise ValueError(f"audioset-csv: none of the {len(entries)} listed files has a readable header "
-                         f"(under {str(audio_base)!r})")
-    options = _audio_options(root=str(base), labels_csv=labels_csv, audio_dir=audio_dir,
-                             clip_seconds=clip_seconds, sample_rate=rate, crop=crop, on_error=on_error,
-                             scan=scan, cache=cache)
-    return AudioClipDataset(
-        name="audioset-csv", split=split, splits=splits, entries=_select(entries, split),
-        label_names=display, multilabel=True, sample_rate=rate, clip_seconds=clip_seconds,
-        options=options, on_error=on_error, crop=crop, scan=scan, cache=cache,
-        fingerprint_extra={"mids": mids},
-    )
+def class_folders(root: Path) -> list[Path]:
+    """The class sub-folders of ``root`` (sorted; hidden and ``_``-prefixed folders are not classes)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))

@@ -41,7 +41,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ import numpy as np
 import torch
 
 from .. import paths
+from ..atomic import atomic_writer
 from . import DATASETS
 from .base import RobustlabDataset
 from .spec import DatasetSpec, fingerprint
@@ -399,15 +399,9 @@ def _read_cache(path: Path, n: int) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` atomically (temp file in the same folder, then os.replace)."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``arrays`` to ``path`` atomically (`robustlab.atomic.atomic_writer`)."""
+    with atomic_writer(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 # ---------------------------------------------------------------------------------------------- dataset

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..atomic import write_text_atomic
 from .document import Section, Table
 from .figures import FigureWriter
+from .layouts import budget_order
 from .render import render_documents
 from .results import RunFiles, load_run
 
@@ -152,6 +154,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike |
         df = pd.DataFrame(robust)
         df["panel"] = df["attack"] + " · " + df["norm"]
         for norm, sub in df.groupby("norm", sort=False):
+            lp = budget_order(str(norm)).larger_is_stronger
             curves.append(
                 figures.curves(
                     sub,
@@ -163,8 +166,8 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike |
                     title=f"Robust accuracy ({norm}) by run",
                     xlabel="eps",
                     ylabel="robust accuracy",
-                    logx=norm != "snr",
-                    invert_x=norm == "snr",
+                    logx=lp,
+                    invert_x=not lp,
                 )
             )
     noise = [
@@ -203,8 +206,6 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike |
         folder=str(folder),
         footer=f"Rendered by robustlab from the results files of: {', '.join(str(r.path) for r in runs)}.",
     )
-    from ..studies.cells import write_text_atomic
-
     write_text_atomic(folder / "compare.md", md)
     write_text_atomic(folder / "compare.html", html)
     return folder

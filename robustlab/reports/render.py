@@ -20,8 +20,10 @@ import jinja2
 from markupsafe import Markup
 
 from .. import __version__
+from ..atomic import write_text_atomic
 from .document import Figure, Section, Table, inline_html, sections_markdown, table_html
 from .figures import FigureWriter
+from .layouts import ReportLayout, get_layout
 from .results import RunFiles, load_run
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ def overview_section(run: RunFiles) -> Section:
     return Section("Overview", blocks)
 
 
-def protocol_section(run: RunFiles, kinds: Mapping[str, Any]) -> Section:
+def protocol_section(run: RunFiles, layouts: Mapping[str, ReportLayout | None]) -> Section:
     blocks: list[Any] = [
         "How every number was measured. Robust accuracy is an upper bound on the true robust accuracy: "
         "it is only as strong as the attack below. Intervals are 95% percentile bootstrap intervals over "
@@ -129,8 +131,8 @@ def protocol_section(run: RunFiles, kinds: Mapping[str, Any]) -> Section:
     any_rows = False
     for p in part_table(run):
         rows = [r for r in run.rows if r.get("part") == p["name"]]
-        kind = kinds.get(p.get("kind", ""))
-        entries = kind.protocol(rows) if kind is not None else []
+        layout = layouts.get(p.get("kind", ""))
+        entries = layout.protocol(rows) if layout is not None else []
         if not entries:
             ns = sorted({r.get("n") for r in rows if isinstance(r.get("n"), int)})
             entries = [{"kind": p.get("kind"), "n": ", ".join(map(str, ns)) or None}]
@@ -217,7 +219,8 @@ def environment_section(run: RunFiles) -> Section:
         ["platform", env.get("platform")],
         [
             "device",
-            dev.get("cuda_device")
+            dev.get("gpu")
+            or dev.get("cuda_device")
             or f"cpu ({dev.get('cpu_count')} cores, {dev.get('torch_threads')} torch threads)",
         ],
         ["executor", (env.get("executor") or {}).get("name")],
@@ -244,27 +247,36 @@ def generic_part_sections(rows: Sequence[Mapping[str, Any]]) -> list[Section]:
     return [Section("Results", [Table(cols, [[r.get(c) for c in cols] for r in rows])], level=3)]
 
 
-def build_sections(run: RunFiles, figures: FigureWriter) -> list[Section]:
-    """All sections of a run's report."""
-    from ..studies.kinds import get_kind
+def part_layouts(run: RunFiles) -> dict[str, ReportLayout | None]:
+    """Kind name -> its registered report layout (None: a plain results table) for the parts of ``run``.
 
-    kinds: dict[str, Any] = {}
+    A layout not registered in this process is imported from the module the run recorded for its part
+    (``summary.json`` -> ``parts.<name>.layout``).
+    """
+    recorded = run.summary.get("parts") or {}
+    layouts: dict[str, ReportLayout | None] = {}
     for p in part_table(run):
         k = p.get("kind", "")
-        if k and k not in kinds:
-            try:
-                kinds[k] = get_kind(k)
-            except KeyError:
-                log.warning("kind %r is not registered here: its part gets a plain results table", k)
-                kinds[k] = None
-    sections = [overview_section(run), protocol_section(run, kinds), flags_section(run)]
+        if not k or k in layouts:
+            continue
+        module = (recorded.get(p.get("name")) or {}).get("layout")
+        layouts[k] = get_layout(k, module)
+        if layouts[k] is None:
+            log.warning("kind %r has no report layout here: its part gets a plain results table", k)
+    return layouts
+
+
+def build_sections(run: RunFiles, figures: FigureWriter) -> list[Section]:
+    """All sections of a run's report."""
+    layouts = part_layouts(run)
+    sections = [overview_section(run), protocol_section(run, layouts), flags_section(run)]
     for p in part_table(run):
         rows = [r for r in run.rows if r.get("part") == p["name"]]
         head = Section(
             f"Part `{p['name']}` — {p.get('kind')}", [p["description"]] if p.get("description") else []
         )
-        kind = kinds.get(p.get("kind", ""))
-        body = kind.report(rows, figures) if kind is not None and rows else []
+        layout = layouts.get(p.get("kind", ""))
+        body = layout.sections(rows, figures) if layout is not None and rows else []
         if not rows:
             head.blocks.append("No finished cells in this part.")
         elif not body:
@@ -340,8 +352,6 @@ def render_run(run_dir: str | Path) -> dict[str, Path]:
     Returns:
         paths of ``report.md``, ``report.html`` and the figures folder.
     """
-    from ..studies.cells import write_text_atomic
-
     run = load_run(run_dir)
     figdir = run.path / "figures"
     if figdir.is_dir():

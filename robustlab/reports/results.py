@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..studies.cells import write_text_atomic
+from ..atomic import write_text_atomic
 
 #: columns every measurement row carries (condition fields of a kind come between ``tier`` and ``metric``)
 ROW_FIELDS = (

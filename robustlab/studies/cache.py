@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from .cells import read_record, write_json_atomic
+from ..atomic import write_json_atomic
+from .cells import read_record
 
 
 class CellCache:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_json_atomic, write_text_atomic
+
 log = logging.getLogger(__name__)
 
 RECORD_FORMAT = 1
@@ -309,24 +311,6 @@ def to_json(v: Any) -> Any:
     if v is None or isinstance(v, bool | int | str):
         return v
     raise TypeError(f"cannot store {type(v).__name__} {v!r} in a result row")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
-    write_text_atomic(path, json.dumps(obj, indent=1, allow_nan=False, sort_keys=False) + "\n")
-
-
-def write_text_atomic(path: Path, text: str | bytes) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def read_record(path: Path, expected_id: str | None = None) -> dict[str, Any] | None:

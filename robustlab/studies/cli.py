@@ -24,6 +24,8 @@ from typing import Any
 
 from .. import paths
 from .cells import Cell
+from .executors import EXECUTORS
+from .kinds import list_kinds
 from .runner import Progress, ZooSource, count_cells, run_study
 from .spec import StudyError, list_studies, load_study, override_keys
 
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", metavar="key=value", help="option overrides (see `show`)")
     r.add_argument("--tier", default=None, help="tier of the study (default: its default_tier, smoke)")
     r.add_argument("--out", default=None, help="reports root (default ./reports)")
-    r.add_argument("--executor", choices=("local", "ray"), default="local")
+    r.add_argument("--executor", choices=EXECUTORS.list(), default="local", help="executor (registry name)")
     r.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     r.add_argument("--seed", type=int, default=None, help="run this seed instead of the study's seeds")
     r.add_argument("--limit", type=int, default=None, help="first N test items (0 = whole split)")
@@ -134,12 +136,16 @@ def main(argv: Sequence[str] | None = None, *, source: Any = None) -> int:
         if args.command == "report":
             from ..reports.render import render_run
 
+            list_kinds()  # the built-in kinds register their report layouts
+
             out = render_run(args.run_dir)
             print(out["report.md"])
             print(out["report.html"])
             return 0
         if args.command == "compare":
             from ..reports.compare import compare_runs
+
+            list_kinds()
 
             print(compare_runs(args.run_dirs, args.out))
             return 0
@@ -191,7 +197,7 @@ def _show(args: argparse.Namespace, source: Any) -> int:
 
 
 def _run(args: argparse.Namespace, source: Any) -> int:
-    from .executors import LocalExecutor, RayExecutor
+    from .executors import make_executor
 
     catalog = source.catalog()
     if args.resume:
@@ -216,7 +222,7 @@ def _run(args: argparse.Namespace, source: Any) -> int:
         run_dir = None
         spec = load_study(args.study, catalog=catalog)
         study = spec.resolve(args.tier, args.overrides, seed=args.seed, limit=args.limit, catalog=catalog)
-    executor = RayExecutor(address=args.ray_address) if args.executor == "ray" else LocalExecutor()
+    executor = make_executor(args.executor, **({"address": args.ray_address} if args.ray_address else {}))
     result = run_study(
         study,
         root=args.out if args.out is not None else paths.reports_root(),

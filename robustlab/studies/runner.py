@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from .cache import CellCache
 from .cells import Cell, read_record, record_skeleton, write_json_atomic, write_text_atomic
 from .executors import Executor, LocalExecutor
 from .kinds import ModelInfo, RunInfo, get_kind
+from .kinds.base import Condition, RowIndex, RowSource, StudyKind
 from .spec import ResolvedStudy, zoo_catalog
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,11 @@ def plan_cells(study: ResolvedStudy, facts: Mapping[str, ModelFacts]) -> list[Ce
             f = facts.get(model_id) or ModelFacts(model_id, "", "")
             for seed in study.seeds:
                 for cond in kind.conditions(part.options, info):
+                    if not isinstance(cond, Condition):
+                        raise TypeError(
+                            f"kind {part.kind}: conditions() must return Condition dataclasses, got "
+                            f"{type(cond).__name__}"
+                        )
                     cell = Cell(
                         study=study.name,
                         part=part.name,
@@ -110,7 +115,7 @@ def plan_cells(study: ResolvedStudy, facts: Mapping[str, ModelFacts]) -> list[Ce
                         dataset=info.dataset,
                         weights_sha256=f.weights_sha256,
                         dataset_fingerprint=f.dataset_fingerprint,
-                        condition=json.loads(json.dumps(cond, allow_nan=False)),
+                        condition=json.loads(json.dumps(cond.to_json(), allow_nan=False)),
                         seed=int(seed),
                         tier=study.tier,
                         limit=study.limit,
@@ -275,7 +280,7 @@ def run_study(
         progress.close()
 
     rows = collect_rows(study, plan.cells, records)
-    rows += derived_rows(study, rows, run)
+    rows += derived_rows(study, rows, run, plan.facts)
     from ..reports.results import write_results
 
     write_results(run / "results.jsonl", rows)
@@ -310,6 +315,7 @@ def run_study(
         "parts": {
             p.name: {
                 "kind": p.kind,
+                "layout": get_kind(p.kind).layout_module,
                 "cells": sum(1 for c in plan.cells if c.part == p.name),
                 "done": sum(
                     1
@@ -362,14 +368,43 @@ def collect_rows(
     return rows
 
 
-def derived_rows(study: ResolvedStudy, rows: list[dict[str, Any]], run: Path) -> list[dict[str, Any]]:
-    """Run-level rows of each part (``StudyKind.derive``), marked ``cell = "derived"``."""
+def row_index(
+    kind: StudyKind, options: Any, rows: Sequence[Mapping[str, Any]], facts: Mapping[str, ModelFacts]
+) -> RowIndex:
+    """The rows a part's kind may combine: this run's, then those of the finished run folders it names
+    (``kind.inputs(options)``), each with the checkpoint hashes its rows were measured on.
+
+    Raises:
+        FileNotFoundError: a named run folder has no ``results.jsonl``.
+    """
+    from ..reports.results import load_run
+
+    sources = [RowSource("this run", tuple(rows), {m: f.weights_sha256 for m, f in facts.items()})]
+    for folder in kind.inputs(options):
+        other = load_run(folder)
+        weights = {m: str(i.get("weights_sha256")) for m, i in (other.env.get("models") or {}).items()}
+        sources.append(RowSource(str(folder), tuple(other.rows), weights))
+    return RowIndex(sources)
+
+
+def derived_rows(
+    study: ResolvedStudy, rows: list[dict[str, Any]], run: Path, facts: Mapping[str, ModelFacts] | None = None
+) -> list[dict[str, Any]]:
+    """Run-level rows of each part (``StudyKind.derive`` on the part's resolved options and its row index),
+    marked ``cell = "derived"``; an error (a protocol mismatch, say) becomes a ``derive_error`` row."""
+    facts = facts or {}
     out = []
-    info = RunInfo(study=study.name, run_dir=str(run), tier=study.tier, seeds=study.seeds)
+    info = RunInfo(
+        study=study.name,
+        run_dir=str(run),
+        tier=study.tier,
+        seeds=study.seeds,
+        weights={m: f.weights_sha256 for m, f in facts.items()},
+    )
     for part in study.parts:
         kind = get_kind(part.kind)
         try:
-            extra = kind.derive(rows, part.name, info)
+            extra = kind.derive(part.options, row_index(kind, part.options, rows, facts), part.name, info)
         except Exception as exc:  # noqa: BLE001 - derived rows must not lose the run's results
             log.error("deriving rows of part %s failed: %s", part.name, exc)
             extra = [{"metric": "derive_error", "value": None, "message": f"{type(exc).__name__}: {exc}"}]
@@ -382,67 +417,19 @@ def derived_rows(study: ResolvedStudy, rows: list[dict[str, Any]], run: Path) ->
 # ----------------------------------------------------------------------------------------------- env
 
 
-def _version(module: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def git_sha() -> dict[str, Any]:
-    """The git commit of the robustlab checkout (None when not a checkout) and whether it is dirty."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return {"sha": None, "dirty": None}
-    try:
-        sha = (
-            subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-            or None
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None}
-    return {"sha": sha, "dirty": bool(dirty)}
-
-
 def environment(study: ResolvedStudy, plan: Plan, executor: Executor) -> dict[str, Any]:
-    """env.json: versions, device, git sha, seeds, fingerprints, command line."""
-    import numpy
-    import torch
+    """env.json: versions, device, git sha, seeds, fingerprints, command line (`robustlab.provenance`)."""
+    from .. import __version__, provenance
 
-    from .. import __version__
-
-    device = {
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cuda": torch.cuda.is_available(),
-    }
-    if torch.cuda.is_available():
-        device["cuda_device"] = torch.cuda.get_device_name(0)
+    versions = provenance.library_versions(("scipy", "seaborn", "matplotlib", "ray"))
     return {
         "robustlab": __version__,
-        "python": sys.version.split()[0],
+        "python": versions.pop("python"),
         "platform": platform.platform(),
-        "versions": {
-            "torch": torch.__version__,
-            "numpy": numpy.__version__,
-            **{
-                m: _version(m)
-                for m in ("torchaudio", "scipy", "seaborn", "matplotlib", "torchattacks", "ray")
-            },
-        },
-        "device": device,
+        "versions": versions,
+        "device": provenance.device_info(),
         "executor": executor.describe(),
-        "git": git_sha(),
+        "git": provenance.git_state(),
         "seeds": list(study.seeds),
         "tier": study.tier,
         "limit": study.limit,
@@ -472,5 +459,7 @@ __all__ = [
     "make_plan",
     "new_run_dir",
     "plan_cells",
+    "row_index",
+    "derived_rows",
     "run_study",
 ]

@@ -170,6 +170,9 @@ class StudySpec:
             try:
                 options = build_options(kind.Options, table, where)
                 kind.check(options, [infos[m] for m in model_ids])
+                for folder in kind.inputs(options):
+                    if not (Path(folder) / "results.jsonl").is_file():
+                        raise ValueError(f"{folder!r} is not a finished run folder (no results.jsonl)")
             except OptionError as exc:
                 raise StudyError(str(exc)) from None
             except ValueError as exc:

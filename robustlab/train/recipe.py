@@ -13,9 +13,19 @@ A recipe file::
     epochs = 12
     batch_size = 32
     lr = 1e-3
-    [augment]                        # optional PSLA switches
+    [augment]                        # optional PSLA switches and the mixup defenses (one mixup at most)
     specaugment = { time_masks = 2, time_width = 10, freq_masks = 2, freq_width = 8 }
-    mixup = { rate = 0.5, alpha = 0.2 }
+    mixup = { rate = 0.5, alpha = 0.2 }             # input mixup
+    # latent_mixup = { rate = 0.5, alpha = 0.4 }    # manifold mixup of the fused latent
+    # modality_mixup = { rate = 0.5, alpha = 0.4, modality = "random", labels = "share", share = 0.5 }
+    # metric_mixup = { rate = 0.5, every = 2, start_epoch = 2 }   # geometry-guided (see MetricMixup)
+    [adversarial]                    # optional adversarial training (not with a mixup)
+    method = "pgd"                   # pgd (Madry) | fast (FGSM + random start, Wong et al. 2020)
+    norm = "linf"
+    eps = 0.002                      # or { audio = 0.002, visual = 0.008 }
+    modality = "audio"               # audio | visual | both (joint) | alternate (one per batch)
+    steps = 7
+    fraction = 1.0                   # share of each batch replaced by adversarial examples
     [full]                           # optional overrides for the GPU-sized variant (same tables)
 
 The id comes from the file name: ``vggish.base_fsdd`` (tag = ``<recipe>_<dataset>``).
@@ -24,6 +34,8 @@ The id comes from the file name: ``vggish.base_fsdd`` (tag = ``<recipe>_<dataset
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -54,6 +66,111 @@ class Mixup:
 
     rate: float = 0.5
     alpha: float = 10.0
+
+
+@dataclass(frozen=True)
+class LatentMixup:
+    """Latent (manifold) mixup on the fused latent (Verma et al., ICML 2019), see `robustlab.train.mixup`.
+
+    With probability ``rate`` an example's latent is mixed with the latent of another example of the same
+    batch (a random permutation), ``lambda ~ Beta(alpha, alpha)``; the inputs are not mixed. The mix goes
+    through the head alone (``classify_fused``); the loss mixes the two labels with the same lambda.
+    """
+
+    rate: float = 0.5
+    alpha: float = 0.4
+
+
+@dataclass(frozen=True)
+class ModalityMixup:
+    """Modality mixup (AV models): mix ONE modality of an example with that of a uniform-drawn partner; the
+    other modality is left bit-identical.
+
+    Attributes:
+        rate: probability that an example is mixed.
+        alpha: ``lambda ~ Beta(alpha, alpha)`` (weight of the example's own modality).
+        modality: ``"audio"``, ``"visual"`` or ``"random"`` (a fair coin per example).
+        labels: how the target follows the mix: ``"share"`` (default) weights the partner's label by
+            ``share * (1 - lambda)`` -- the mixed modality carries ``share`` of the evidence, the untouched
+            one the rest; ``"kept"`` keeps the example's own label (the untouched modality decides);
+            ``"mixed"`` weights it by ``1 - lambda`` as input mixup does.
+        share: the mixed modality's share of the evidence for ``labels = "share"``, in [0, 1].
+    """
+
+    rate: float = 0.5
+    alpha: float = 0.4
+    modality: str = "random"
+    labels: str = "share"
+    share: float = 0.5
+
+
+@dataclass(frozen=True)
+class MetricMixup:
+    """Metric-guided mixup: the classes, pairs and lambdas come from the geometry of the current model's
+    fused latent, measured every ``every`` epochs (rule in `robustlab.train.metric_mixup`).
+
+    Attributes:
+        rate: mixed examples added to each batch, as a fraction of the batch size.
+        every: epochs between two geometry measurements.
+        start_epoch: first epoch that uses the mixes (the geometry is measured just before it).
+        space: ``"latent"`` (mix the two latents, classify with the head alone) or ``"input"`` (mix the
+            inputs).
+        max_items: training examples measured per geometry pass (a seeded uniform subsample).
+        pairs_per_class: same-class candidate pairs scored per class (and Li convexity's ``M``).
+        tau: probability threshold: a segment whose mix gives class ``c`` less than ``tau`` leaves the class.
+        knn_k: neighbours of the same-class kNN fraction.
+        floor: share of the class draws spread uniformly over classes (every class keeps some mixes).
+        weight: loss weight of the mixed examples relative to the batch loss.
+    """
+
+    rate: float = 0.5
+    every: int = 2
+    start_epoch: int = 2
+    space: str = "latent"
+    max_items: int = 512
+    pairs_per_class: int = 64
+    tau: float = 0.5
+    knn_k: int = 10
+    floor: float = 0.2
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Adversarial:
+    """Adversarial training: each batch (a ``fraction`` of it) is replaced by adversarial examples made
+    against the current model, see `robustlab.defenses.adversarial`.
+
+    Attributes:
+        method: ``"pgd"`` (Madry et al., ICLR 2018: ``steps`` PGD steps from a random start) or ``"fast"``
+            (Wong et al., ICLR 2020: one FGSM step of ``1.25 eps`` from a uniform random start).
+        norm: the threat norm (``linf``, ``l2``, ``l1``, ``snr``).
+        eps: the budget, a number or ``{audio = ..., visual = ...}`` (per modality).
+        modality: ``"audio"``, ``"visual"``, ``"both"`` (one joint attack on both) or ``"alternate"`` (audio
+            on even batches, visual on odd ones).
+        steps: PGD steps (``method = "pgd"``); ``fast`` takes one.
+        step_size: step relative to the budget (default ``2.5 / steps`` for PGD, ``1.25`` for fast).
+        fraction: share of each batch replaced by its adversarial version, in (0, 1].
+        start_epoch: first epoch trained on adversarial examples (earlier ones train clean).
+    """
+
+    method: str = "pgd"
+    norm: str = "linf"
+    eps: float | dict[str, float] = 0.002
+    modality: str = "audio"
+    steps: int = 7
+    step_size: float | None = None
+    fraction: float = 1.0
+    start_epoch: int = 1
+
+    def eps_for(self, modality: str) -> float:
+        """The budget of ``modality``."""
+        return float(self.eps[modality]) if isinstance(self.eps, dict) else float(self.eps)
+
+    def relative_step(self) -> float:
+        """The step size relative to the budget."""
+        if self.step_size is not None:
+            return float(self.step_size)
+        return 1.25 if self.method == "fast" else 2.5 / self.steps
 
 
 @dataclass(frozen=True)
@@ -89,8 +206,22 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Augment:
+    """Augmentation switches; at most one of the mixups."""
+
     specaugment: SpecAugment | None = None
     mixup: Mixup | None = None
+    latent_mixup: LatentMixup | None = None
+    modality_mixup: ModalityMixup | None = None
+    metric_mixup: MetricMixup | None = None
+
+    @property
+    def mixups(self) -> list[str]:
+        """Names of the mixup switches that are on."""
+        return [name for name in MIXUPS if getattr(self, name) is not None]
+
+
+#: the mixup switches of [augment]
+MIXUPS = ("mixup", "latent_mixup", "modality_mixup", "metric_mixup")
 
 
 @dataclass(frozen=True)
@@ -103,6 +234,7 @@ class Recipe:
     data: DataConfig
     train: TrainConfig
     augment: Augment
+    adversarial: Adversarial | None = None
     description: str = ""
     size: str = "default"  # default | full
     source: str = ""
@@ -117,7 +249,7 @@ class Recipe:
         return d
 
 
-_TOP_KEYS = {"arch", "arch_args", "data", "train", "augment", "description", "full"}
+_TOP_KEYS = {"arch", "arch_args", "data", "train", "augment", "adversarial", "description", "full"}
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str, source: str) -> None:
@@ -161,6 +293,125 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _in(value: Any, allowed: tuple[Any, ...], where: str, source: str) -> None:
+    if value not in allowed:
+        raise RecipeError(f"{source}: {where} = {value!r}; expected one of {list(allowed)}")
+
+
+def _between(value: float, lo: float, hi: float, where: str, source: str, *, open_lo: bool = False) -> None:
+    ok = (lo < value if open_lo else lo <= value) and value <= hi
+    if not ok:
+        bracket = "(" if open_lo else "["
+        raise RecipeError(f"{source}: {where} = {value!r} must be in {bracket}{lo}, {hi}]")
+
+
+def _check_augment(aug: Augment, source: str) -> None:
+    """Value checks of the [augment] switches, and at most one mixup."""
+    if len(aug.mixups) > 1:
+        raise RecipeError(
+            f"{source}: [augment] sets {aug.mixups}; choose one mixup switch ({', '.join(MIXUPS)})"
+        )
+    for name in ("mixup", "latent_mixup", "modality_mixup"):
+        cfg = getattr(aug, name)
+        if cfg is None:
+            continue
+        _between(cfg.rate, 0.0, 1.0, f"[augment.{name}] rate", source)
+        if cfg.alpha < 0:
+            raise RecipeError(f"{source}: [augment.{name}] alpha = {cfg.alpha!r} must be >= 0")
+    mm = aug.modality_mixup
+    if mm is not None:
+        _in(mm.modality, ("audio", "visual", "random"), "[augment.modality_mixup] modality", source)
+        _in(mm.labels, ("share", "kept", "mixed"), "[augment.modality_mixup] labels", source)
+        _between(mm.share, 0.0, 1.0, "[augment.modality_mixup] share", source)
+    gm = aug.metric_mixup
+    if gm is not None:
+        where = "[augment.metric_mixup]"
+        _between(gm.rate, 0.0, 1.0, f"{where} rate", source, open_lo=True)
+        _in(gm.space, ("latent", "input"), f"{where} space", source)
+        _between(gm.tau, 0.0, 1.0, f"{where} tau", source, open_lo=True)
+        _between(gm.floor, 0.0, 1.0, f"{where} floor", source)
+        for key, least in (("every", 1), ("start_epoch", 1), ("max_items", 4), ("pairs_per_class", 1),
+                           ("knn_k", 1)):
+            if getattr(gm, key) < least:
+                raise RecipeError(f"{source}: {where} {key} = {getattr(gm, key)!r} must be >= {least}")
+        if not gm.weight > 0:
+            raise RecipeError(f"{source}: {where} weight = {gm.weight!r} must be > 0")
+
+
+_ADV_MODALITIES = ("audio", "visual", "both", "alternate")
+_ADV_NORMS = ("linf", "l2", "l1", "snr")
+
+
+def _build_adversarial(table: Any, source: str) -> Adversarial:
+    """The [adversarial] table, validated."""
+    where = "[adversarial]"
+    if not isinstance(table, dict):
+        raise RecipeError(f"{source}: {where} must be a table, got {type(table).__name__}")
+    table = dict(table)
+    eps = table.pop("eps", Adversarial.eps)
+    step_size = table.pop("step_size", None)
+    adv = _build(Adversarial, table, "adversarial", source)
+    _in(adv.method, ("pgd", "fast"), f"{where} method", source)
+    _in(adv.norm, _ADV_NORMS, f"{where} norm", source)
+    _in(adv.modality, _ADV_MODALITIES, f"{where} modality", source)
+    if adv.method == "fast" and "steps" in table and adv.steps != 1:
+        raise RecipeError(f"{source}: {where} steps = {adv.steps} with method = 'fast' (one FGSM step); "
+                          "drop steps or use method = 'pgd'")
+    if adv.steps < 1:
+        raise RecipeError(f"{source}: {where} steps = {adv.steps!r} must be >= 1")
+    if step_size is not None:
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0:
+            raise RecipeError(f"{source}: {where} step_size = {step_size!r} must be a number > 0")
+        step_size = float(step_size)
+    _between(adv.fraction, 0.0, 1.0, f"{where} fraction", source, open_lo=True)
+    if adv.start_epoch < 1:
+        raise RecipeError(f"{source}: {where} start_epoch = {adv.start_epoch!r} must be >= 1")
+    attacked = ("audio", "visual") if adv.modality in ("both", "alternate") else (adv.modality,)
+    if isinstance(eps, dict):
+        if set(eps) != set(attacked):
+            raise RecipeError(f"{source}: {where} eps table has keys {sorted(eps)}; modality = "
+                              f"{adv.modality!r} attacks {list(attacked)}")
+        values = dict(eps)
+    else:
+        values = {m: eps for m in attacked}
+    for m, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise RecipeError(f"{source}: {where} eps for {m} = {v!r} must be a finite number")
+        if adv.norm != "snr" and not v > 0:
+            raise RecipeError(f"{source}: {where} eps for {m} = {v!r} must be > 0 for norm {adv.norm!r}")
+    eps_out: float | dict[str, float] = (
+        {m: float(v) for m, v in values.items()} if isinstance(eps, dict) else float(eps)
+    )
+    steps = 1 if adv.method == "fast" else adv.steps
+    return dataclasses.replace(adv, eps=eps_out, step_size=step_size, steps=steps)
+
+
+def _check_modalities(
+    arch: str, data: DataConfig, aug: Augment, adv: Adversarial | None, source: str
+) -> None:
+    """Modality mixup and adversarial training name modalities the model must read."""
+    if aug.modality_mixup is None and adv is None:
+        return
+    mods = data.modalities
+    if mods is None:
+        from ..models import arch_info  # lazy: recipes load without building models
+
+        try:
+            mods = tuple(arch_info(arch).modalities)
+        except (KeyError, ValueError):
+            return  # unknown arch: the trainer names it
+    mm = aug.modality_mixup
+    if mm is not None and set(mods) != {"audio", "visual"}:
+        raise RecipeError(f"{source}: [augment.modality_mixup] needs an audio-visual model; {arch} reads "
+                          f"{list(mods)}")
+    if adv is not None:
+        attacked = ("audio", "visual") if adv.modality in ("both", "alternate") else (adv.modality,)
+        missing = [m for m in attacked if m not in mods]
+        if missing:
+            raise RecipeError(f"{source}: [adversarial] modality = {adv.modality!r} attacks {missing} but "
+                              f"{arch} reads {list(mods)}")
+
+
 def parse_recipe(raw: dict[str, Any], recipe_id: str, size: str = "default", source: str = "") -> Recipe:
     """Validate a recipe table (as read from TOML) into a `Recipe`.
 
@@ -202,15 +453,27 @@ def parse_recipe(raw: dict[str, Any], recipe_id: str, size: str = "default", sou
     if train.epochs < 1 or train.batch_size < 1 or train.lr <= 0:
         raise RecipeError(f"{source}: [train] epochs, batch_size and lr must be positive")
     aug_raw = dict(raw.get("augment", {}))
-    _check_keys(aug_raw, {"specaugment", "mixup"}, "[augment]", source)
+    _check_keys(aug_raw, {"specaugment", *MIXUPS}, "[augment]", source)
+    switch_cls = {"mixup": Mixup, "latent_mixup": LatentMixup, "modality_mixup": ModalityMixup,
+                  "metric_mixup": MetricMixup}
     augment = Augment(
         specaugment=_build(SpecAugment, aug_raw["specaugment"], "augment.specaugment", source)
         if "specaugment" in aug_raw
         else None,
-        mixup=_build(Mixup, aug_raw["mixup"], "augment.mixup", source) if "mixup" in aug_raw else None,
+        **{
+            name: _build(cls, aug_raw[name], f"augment.{name}", source)
+            for name, cls in switch_cls.items()
+            if name in aug_raw
+        },
     )
-    if augment.mixup is not None and not 0.0 <= augment.mixup.rate <= 1.0:
-        raise RecipeError(f"{source}: [augment.mixup] rate = {augment.mixup.rate} must be in [0, 1]")
+    _check_augment(augment, source)
+    adversarial = _build_adversarial(raw["adversarial"], source) if "adversarial" in raw else None
+    if adversarial is not None and augment.mixups:
+        raise RecipeError(
+            f"{source}: [adversarial] cannot be combined with [augment] {augment.mixups[0]}; "
+            "train adversarially or with a mixup, not both"
+        )
+    _check_modalities(arch, data, augment, adversarial, source)
     return Recipe(
         id=recipe_id,
         arch=arch,
@@ -218,6 +481,7 @@ def parse_recipe(raw: dict[str, Any], recipe_id: str, size: str = "default", sou
         data=data,
         train=train,
         augment=augment,
+        adversarial=adversarial,
         description=str(raw.get("description", "")),
         size=size,
         source=source,

@@ -3,6 +3,12 @@
 Adam/AdamW, linear warm-up then cosine/step/constant decay, best-on-validation selection, seed-deterministic
 on CPU, per-epoch metrics, and PSLA's switches: balanced sampling, SpecAugment, mixup (one balanced-drawn and
 one uniform-drawn sample) and weight averaging from epoch k. CE for single-label heads, BCE for multi-label.
+
+Defense switches (recipe tables, rules in their modules): ``[augment] latent_mixup`` and ``modality_mixup``
+(`robustlab.train.mixup`), ``[augment] metric_mixup`` (`robustlab.train.metric_mixup`) and ``[adversarial]``
+PGD / fast adversarial training (`robustlab.defenses.adversarial`). Per batch: adversarial examples replace
+part of the batch, then one mixup (if any) is applied, then SpecAugment; metric mixup adds its mixes as an
+extra loss term. `TrainResult.defense` records the switches, their settings and their costs.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -22,7 +28,18 @@ from torch import Tensor
 from .. import data as rdata
 from ..metrics.classification import summarize
 from ..models.base import ModelSpec, ZooModel
-from .recipe import Recipe, SpecAugment
+from .metric_mixup import MetricMixupPlan, measure_plan
+from .mixup import (
+    LatentPath,
+    draw_lambda,
+    latent_mixup_logits,
+    latent_path,
+    mix_inputs,
+    mix_modality,
+    mixed_loss,
+    modality_label_weight,
+)
+from .recipe import MIXUPS, MetricMixup, Recipe, SpecAugment
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +56,8 @@ class TrainResult:
     selected_epoch: int | None = None
     dataset_fingerprints: dict[str, str] = field(default_factory=dict)
     dataset_spec: dict[str, Any] = field(default_factory=dict)
+    #: the defense switches on, their settings and costs (``switches``, ``adversarial``, ``latent_path``, ...)
+    defense: dict[str, Any] = field(default_factory=dict)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -122,6 +141,44 @@ def _lr_lambda(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
     return f
 
 
+def _switches(recipe: Recipe) -> list[str]:
+    """Names of the defense / augmentation switches a recipe turns on."""
+    out = [name for name in ("specaugment", *MIXUPS) if getattr(recipe.augment, name) is not None]
+    if recipe.adversarial is not None:
+        out.append(f"adversarial:{recipe.adversarial.method}")
+    return out
+
+
+def _metric_mix_loss(
+    model: ZooModel,
+    path: LatentPath | None,
+    plan: MetricMixupPlan,
+    tr: dict[str, Tensor],
+    mods: tuple[str, ...],
+    cfg: MetricMixup,
+    batch_size: int,
+    gen: torch.Generator,
+    dev: torch.device,
+    smoothing: float,
+) -> Tensor:
+    """CE of ``round(rate * batch_size)`` metric-guided same-class mixes (see `metric_mixup`)."""
+    n = max(1, round(cfg.rate * batch_size))
+    i, j, lam, classes = plan.sample(n, gen)
+    if cfg.space == "latent":
+        if path is None:
+            raise RuntimeError("metric mixup in latent space needs the model's LatentPath")
+        both = model_inputs({k: torch.cat([tr[k][i], tr[k][j]]) for k in mods}, mods, dev)
+        z = path.encode(model.to_features(both))
+        zi, zj = z[:n], z[n:]
+        w = lam.to(dev, z.dtype).view(-1, *([1] * (z.dim() - 1)))
+        logits = path.decode(w * zi + (1 - w) * zj)
+    else:
+        xi = model_inputs({k: tr[k][i] for k in mods}, mods, dev)
+        xj = model_inputs({k: tr[k][j] for k in mods}, mods, dev)
+        logits = model(mix_inputs(xi, xj, lam))
+    return F.cross_entropy(logits, classes.to(dev), label_smoothing=smoothing)
+
+
 def load_splits(recipe: Recipe, splits: tuple[str, ...] = ("train", "val", "test")) -> dict[str, Any]:
     """Build the recipe's dataset splits (a missing val split falls back to none)."""
     out = {}
@@ -195,6 +252,32 @@ def train(
     weights = _balanced_weights(tr["label"], spec.num_classes) if cfg.balanced_sampling else None
     val_name = recipe.data.val_split if recipe.data.val_split in tensors else None
 
+    aug = recipe.augment
+    defense: dict[str, Any] = {"switches": _switches(recipe)}
+    path: LatentPath | None = None
+    if aug.latent_mixup is not None or aug.metric_mixup is not None:
+        probe = model_inputs({k: v[: min(8, n_train)] for k, v in tr.items()}, mods, dev)
+        with torch.no_grad():
+            path = latent_path(model, model.to_features(probe))
+        defense["latent_path"] = path.kind
+    if aug.modality_mixup is not None and set(mods) != {"audio", "visual"}:
+        raise ValueError(
+            f"{recipe.source}: modality mixup needs an audio-visual model; {recipe.arch} reads {mods}"
+        )
+    mm_cfg = aug.metric_mixup
+    if mm_cfg is not None:
+        if spec.multilabel:
+            raise ValueError(f"{recipe.source}: metric mixup needs a single-label dataset")
+        defense["metric_mixup_passes"] = []
+    plan: MetricMixupPlan | None = None
+    geometry_seconds = 0.0
+    adv_trainer = None
+    if recipe.adversarial is not None:
+        from ..defenses.adversarial import AdversarialTraining
+
+        adv_trainer = AdversarialTraining(recipe.adversarial, seed=cfg.seed)
+    step = 0
+
     best_score, best_state, best_epoch = -math.inf, None, None
     avg_state: dict[str, Tensor] | None = None
     n_avg = 0
@@ -213,41 +296,58 @@ def train(
 
             batches = tqdm(batches, desc=f"{recipe.id} epoch {epoch}/{n_epochs}", leave=False)
         total_loss, seen = 0.0, 0
+        since = epoch - mm_cfg.start_epoch if mm_cfg is not None else -1
+        if mm_cfg is not None and since >= 0 and since % mm_cfg.every == 0:
+            plan = measure_plan(model, path, tr, mm_cfg, epoch=epoch, seed=cfg.seed + epoch,
+                                batch_size=cfg.eval_batch_size, device=dev)
+            defense["metric_mixup_passes"].append(plan.summary())
+            geometry_seconds += plan.seconds
         for start in batches:
             idx = order[start : start + cfg.batch_size]
             batch = {k: v[idx] for k, v in tr.items()}
             inputs = model_inputs(batch, mods, dev)
             labels = batch["label"].to(dev)
-            lam = None
-            if recipe.augment.mixup is not None:
-                mix = recipe.augment.mixup
+            if adv_trainer is not None and epoch >= recipe.adversarial.start_epoch:
+                inputs = adv_trainer.perturb(model, inputs, labels, step)
+            step += 1
+            label_w, labels2, perm, lam = None, None, None, None
+            if aug.mixup is not None or aug.modality_mixup is not None:
+                mix_cfg = aug.mixup or aug.modality_mixup
                 idx2 = torch.randint(0, n_train, (len(idx),), generator=gen)  # uniform-drawn partner
                 other = model_inputs({k: v[idx2] for k, v in tr.items()}, mods, dev)
-                beta = torch.distributions.Beta(mix.alpha, mix.alpha)
-                lam = beta.sample((len(idx),)) if mix.alpha > 0 else torch.ones(len(idx))
-                lam = torch.where(torch.rand(len(idx), generator=gen) < mix.rate, lam, torch.ones_like(lam))
-                lam = lam.to(dev)
-                inputs = {
-                    m: lam.view(-1, *([1] * (x.dim() - 1))) * x
-                    + (1 - lam.view(-1, *([1] * (x.dim() - 1)))) * other[m]
-                    for m, x in inputs.items()
-                }
+                lam = draw_lambda(len(idx), mix_cfg.alpha, mix_cfg.rate, gen)
+                if aug.mixup is not None:
+                    inputs, label_w = mix_inputs(inputs, other, lam), lam
+                else:
+                    mm = aug.modality_mixup
+                    inputs, _ = mix_modality(inputs, other, lam, mm.modality, gen)
+                    label_w = modality_label_weight(lam, mm.labels, mm.share)
                 labels2 = tr["label"][idx2].to(dev)
-            if recipe.augment.specaugment is not None:
+            elif aug.latent_mixup is not None:
+                lam = draw_lambda(len(idx), aug.latent_mixup.alpha, aug.latent_mixup.rate, gen)
+                perm = torch.randperm(len(idx), generator=gen)
+                label_w, labels2 = lam, labels[perm.to(dev)]
+            if aug.specaugment is not None or perm is not None:
                 feats = model.to_features(inputs)
-                feats["audio"] = _spec_augment(feats["audio"], recipe.augment.specaugment, gen)
-                logits = model.forward_features(feats)
+                if aug.specaugment is not None:
+                    feats["audio"] = _spec_augment(feats["audio"], aug.specaugment, gen)
+                if perm is not None:
+                    logits = latent_mixup_logits(path, feats, perm, lam)
+                else:
+                    logits = model.forward_features(feats)
             else:
                 logits = model(inputs)
-            if lam is None:
+            if label_w is None:
                 loss = _loss(logits, labels, spec.multilabel, cfg.label_smoothing)
-            elif spec.multilabel:
-                target = lam[:, None] * labels.float() + (1 - lam[:, None]) * labels2.float()
-                loss = F.binary_cross_entropy_with_logits(logits, target)
             else:
-                l1 = F.cross_entropy(logits, labels, reduction="none", label_smoothing=cfg.label_smoothing)
-                l2 = F.cross_entropy(logits, labels2, reduction="none", label_smoothing=cfg.label_smoothing)
-                loss = (lam * l1 + (1 - lam) * l2).mean()
+                loss = mixed_loss(
+                    logits, labels, labels2, label_w.to(dev), spec.multilabel, cfg.label_smoothing
+                )
+            if plan is not None:
+                extra = _metric_mix_loss(
+                    model, path, plan, tr, mods, mm_cfg, len(idx), gen, dev, cfg.label_smoothing
+                )
+                loss = loss + mm_cfg.weight * extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -308,6 +408,14 @@ def train(
                 predict(model, tensors[key], cfg.eval_batch_size, dev), tensors[key]["label"]
             )
     model.cpu()
+    if adv_trainer is not None:
+        defense["adversarial"] = adv_trainer.settings()
+    if mm_cfg is not None:
+        defense["metric_mixup_seconds"] = round(geometry_seconds, 2)
+    for name in MIXUPS:
+        cfg_sw = getattr(aug, name)
+        if cfg_sw is not None:
+            defense[name] = asdict(cfg_sw)
     return TrainResult(
         model=model,
         metrics=metrics,
@@ -317,4 +425,5 @@ def train(
         selected_epoch=selected,
         dataset_fingerprints={name: ds.spec.fingerprint for name, ds in splits.items()},
         dataset_spec=train_ds.spec.to_dict(),
+        defense=defense,
     )

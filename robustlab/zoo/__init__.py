@@ -91,6 +91,7 @@ def train(
             "device": str(device or ("cuda" if torch.cuda.is_available() else "cpu")),
             "torch_threads": torch.get_num_threads(),
             "history": result.history,
+            "defense": result.defense,  # switches on, their settings and costs (attack / geometry seconds)
         },
         "num_parameters": num_parameters(model),
         "git_sha": git_sha(),

@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import paths
+from ..atomic import write_json_atomic as _write_json_atomic
 from ..models.base import ModelSpec, ZooModel
 
 FORMAT_VERSION = 1
@@ -45,17 +46,8 @@ def model_dir(model_id: str) -> Path:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a card as JSON atomically (`robustlab.atomic`): sorted keys, indent 2, non-JSON values as str."""
+    _write_json_atomic(path, obj, indent=2, sort_keys=True, allow_nan=True, default=str)
 
 
 def save_checkpoint(model: ZooModel, card: dict[str, Any]) -> Path:

@@ -56,3 +56,22 @@ def test_bridge_targeted():
         before = ra.losses.margin(model(batch), batch["label"], target).mean()
         after = ra.losses.margin(model(adv), batch["label"], target).mean()
     assert after > before
+
+
+@pytest.mark.parametrize("name,steps,rule", [("PGD", 8, "2.5*eps/steps"), ("PGDL2", None, "2.5*eps/steps"),
+                                             ("BIM", 4, "2.5*eps/steps"), ("FFGSM", None, "1.25*eps")])
+def test_bridge_default_alpha_is_eps_derived(name, steps, rule):
+    """Without alpha the step size follows eps (issue 10 item 7), not torchattacks' fixed 2/255."""
+    model = toy("wave")  # audio bounds (-1, 1): [0, 1] units are native / 2
+    norm = "l2" if name == "PGDL2" else "linf"
+    eps = 0.004 if norm == "linf" else 0.5
+    kw = {} if steps is None else {"steps": steps}
+    atk = ra.from_torchattacks(name, model, Threat(norm, eps, "audio"), **kw)
+    n = steps if steps is not None else 10  # torchattacks' default steps
+    expect = 2.5 * eps / n if rule != "1.25*eps" else 1.25 * eps
+    assert atk.attack.alpha == pytest.approx(expect / 2)  # in [0, 1] units
+    proto = atk.protocol()
+    assert proto["alpha"] == pytest.approx(expect) and proto["alpha_rule"] == rule
+    assert atk.attack.alpha != pytest.approx(2 / 255)
+    given = ra.from_torchattacks(name, model, Threat(norm, eps, "audio"), alpha=0.001, **kw)
+    assert given.attack.alpha == pytest.approx(0.0005) and given.protocol()["alpha_rule"] == "given"

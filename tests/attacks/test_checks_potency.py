@@ -27,7 +27,7 @@ def test_checks_pass_on_a_healthy_model_and_report_ci():
     model = toy("spec")
     batch = make_batch(model, 8)
     f = _flags(model, batch, Threat("linf", 0.02, "audio"), min_examples=8)
-    assert [*f] == ["full_range", "more_steps", "gradients", "black_box", "stochastic", "bootstrap"]
+    assert [*f] == ["full_range", "stronger_attack", "gradients", "black_box", "stochastic", "bootstrap"]
     assert f["gradients"].ok and f["full_range"].ok and f["bootstrap"].ok
     lo, hi = f["bootstrap"].evidence["ci95"]
     assert lo <= f["bootstrap"].evidence["robust_accuracy"] <= hi and f["bootstrap"].evidence["n"] == 8
@@ -63,19 +63,19 @@ def test_eps_star_adaptive_matches_bisection_with_fewer_attacked_samples(guide):
     grid = torch.linspace(0.002, 0.2, 40).tolist()
     fast = ra.potency.eps_star(model, batch, "linf", "audio", grid, steps=5, guide=guide)
     slow = ra.potency.eps_star(model, batch, "linf", "audio", grid, steps=5, method="bisection")
-    assert fast["method"] == "adaptive" and slow["method"] == "bisection"
-    assert fast["eps_star"] is not None
-    i_fast, i_slow = grid.index(fast["eps_star"]), grid.index(slow["eps_star"])
+    assert fast.method == "adaptive" and slow.method == "bisection"
+    assert fast.eps_star is not None
+    i_fast, i_slow = grid.index(fast.eps_star), grid.index(slow.eps_star)
     assert abs(i_fast - i_slow) <= 2
-    assert fast["samples_attacked"] < slow["samples_attacked"]
-    assert fast["deactivation_level"] == 0.2
+    assert fast.samples_attacked < slow.samples_attacked
+    assert fast.deactivation_level == 0.2
     # the reported budget is backed by adversarial examples: accuracy there (fooled = shown fooled) <= level
-    at = {r["eps"]: r for r in fast["curve"]}[fast["eps_star"]]
-    assert at["accuracy"] <= fast["deactivation_level"]
-    assert all(r["accuracy_lower"] <= r["accuracy"] for r in fast["curve"])
+    at = fast.point(fast.eps_star)
+    assert at.accuracy_upper <= fast.deactivation_level
+    assert all(pt.accuracy_lower <= pt.accuracy_upper for pt in fast.curve)
     half = ra.potency.eps_star(model, batch, "linf", "audio", grid, steps=5, level=0.5, guide=guide)
-    assert half["deactivation_level"] == 0.5 * half["clean"]
-    assert grid.index(half["eps_star"]) <= i_fast
+    assert half.deactivation_level == 0.5 * half.clean
+    assert grid.index(half.eps_star) <= i_fast
 
 
 def test_eps_star_adaptive_over_several_batches_and_snr():
@@ -84,9 +84,9 @@ def test_eps_star_adaptive_over_several_batches_and_snr():
     grid = [60.0, 50.0, 40.0, 30.0, 20.0, 10.0, 0.0]
     fast = ra.potency.eps_star(model, batches, "snr", "audio", grid, steps=5)
     slow = ra.potency.eps_star(model, batches, "snr", "audio", grid, steps=5, method="bisection")
-    assert fast["eps_star"] is not None and slow["eps_star"] is not None
+    assert fast.eps_star is not None and slow.eps_star is not None
     # snr: a higher dB is a weaker attack; eps* is the highest SNR that deactivates the model
-    assert abs(grid.index(fast["eps_star"]) - grid.index(slow["eps_star"])) <= 1
+    assert abs(grid.index(fast.eps_star) - grid.index(slow.eps_star)) <= 1
 
 
 def test_eps_star_none_when_the_strongest_budget_is_not_enough():
@@ -94,7 +94,7 @@ def test_eps_star_none_when_the_strongest_budget_is_not_enough():
     batch = make_batch(model, 6)
     for method in ("adaptive", "bisection"):
         r = ra.potency.eps_star(model, batch, "linf", "audio", [1e-6, 2e-6], steps=3, method=method)
-        assert r["eps_star"] is None and r["curve"]
+        assert r.eps_star is None and r.curve
 
 
 def test_eps_star_rejects_bad_options():
@@ -130,7 +130,7 @@ def test_eps_star_multilabel_bisects_on_map():
     model = toy("multilabel")
     batch = make_batch(model, 8)
     r = ra.potency.eps_star(model, batch, "linf", "audio", [0.01, 0.05, 0.2, 0.8], steps=3)
-    assert r["method"] == "bisection"
+    assert r.method == "bisection"
 
 
 @pytest.mark.parametrize("modality", ["visual", "both"])
@@ -140,9 +140,9 @@ def test_eps_star_on_a_fusion_model_per_modality(modality):
     grid = torch.linspace(0.005, 0.5, 12).tolist()
     fast = ra.potency.eps_star(model, batch, "linf", modality, grid, steps=3)
     slow = ra.potency.eps_star(model, batch, "linf", modality, grid, steps=3, method="bisection")
-    assert fast["method"] == "adaptive"
-    if slow["eps_star"] is None:
-        assert fast["eps_star"] is None
+    assert fast.method == "adaptive"
+    if slow.eps_star is None:
+        assert fast.eps_star is None
     else:
-        assert fast["eps_star"] is not None
-        assert abs(grid.index(fast["eps_star"]) - grid.index(slow["eps_star"])) <= 2
+        assert fast.eps_star is not None
+        assert abs(grid.index(fast.eps_star) - grid.index(slow.eps_star)) <= 2

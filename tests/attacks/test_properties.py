@@ -10,10 +10,35 @@ import robustlab.attacks as ra
 from robustlab.attacks import Threat, predict
 from robustlab.attacks.projection import lp_norm, radius
 
-FAST = {"pgd": dict(steps=3), "fgsm": {}, "apgd-ce": dict(steps=4), "apgd-dlr": dict(steps=4),
-        "cw-l2": dict(steps=4, binary_steps=2), "square": dict(n_queries=8), "universal": dict(epochs=1)}
+#: speed knobs of attacks whose defaults are slow on CPU (an attack missing here runs with its defaults and
+#: ``steps=3`` when it takes steps: every registered attack is tested, no list to keep in sync)
+SPEED = {"apgd-ce": dict(steps=4), "apgd-dlr": dict(steps=4), "cw-l2": dict(steps=4, binary_steps=2),
+         "square": dict(n_queries=8), "universal": dict(epochs=1), "fab": dict(steps=4),
+         "autoattack": dict(n_iter=3, square_queries=8, eot_draws=2), "fmn": dict(steps=4)}
+ATTACK_NAMES = ra.ATTACKS.list()
 EPS = {"linf": (0.0, 0.2), "l2": (0.0, 2.0), "l1": (0.0, 5.0), "snr": (0.0, 40.0)}
-H = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+H = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def fast_kwargs(name: str) -> dict:
+    """Constructor arguments that keep attack ``name`` fast on the toy models."""
+    return {**ra.ATTACKS.get(name).shared_kwargs(steps=3), **SPEED.get(name, {})}
+
+
+def declared_unsupported(name: str, model, threat: Threat) -> str | None:
+    """Why the attack's own capability attributes declare it cannot run this case (None: it must run)."""
+    cls = ra.ATTACKS.get(name)
+    if threat.norm not in cls.norms:
+        return f"norm {threat.norm} not in {cls.norms}"
+    if model.spec.multilabel and not cls.supports_multilabel:
+        return "multi-label head"
+    if threat.domain == "features" and not cls.supports_features:
+        return "feature-domain threat"
+    if threat.band is not None and not cls.supports_band:
+        return "band-limited threat"
+    if threat.modality == "both" and not cls.supports_joint:
+        return "joint (modality='both') threat"
+    return None
 
 
 def _check_inside(model, batch, adv, threat):
@@ -28,8 +53,9 @@ def _check_inside(model, batch, adv, threat):
         assert torch.all(n <= r * (1 + 1e-4) + 1e-5), f"{m} over budget: {n} > {r}"
 
 
+@pytest.mark.parametrize("attack", ATTACK_NAMES)
 @H
-@given(attack=st.sampled_from(sorted(FAST)), norm=st.sampled_from(sorted(EPS)),
+@given(norm=st.sampled_from(sorted(EPS)),
        kind=st.sampled_from(["wave", "spec", "image", "video", "fusion", "multilabel"]),
        frac=st.floats(0.0, 1.0), both=st.booleans(), seed=st.integers(0, 3))
 def test_outputs_inside_bounds_and_budget(attack, norm, kind, frac, both, seed):
@@ -41,27 +67,37 @@ def test_outputs_inside_bounds_and_budget(attack, norm, kind, frac, both, seed):
     if modality == "both" and seed % 2:
         eps = {"audio": eps, "visual": eps / 2 if norm != "snr" else eps + 5}
     threat = Threat(norm, eps, modality)
-    try:
-        atk = ra.create(attack, model, threat, seed=seed, **FAST[attack])
-    except ValueError:
-        return  # the attack declares it does not cover this case (tested in test_validation)
+    why = declared_unsupported(attack, model, threat)
+    if why is not None:
+        # a declared limitation must be enforced at construction, with an error naming it
+        with pytest.raises((ValueError, TypeError)):
+            ra.create(attack, model, threat, seed=seed, **fast_kwargs(attack))
+        return
+    # anything else must construct and run: an unexpected exception fails the test
+    atk = ra.create(attack, model, threat, seed=seed, **fast_kwargs(attack))
     batch = make_batch(model, 4, seed)
     adv = atk(batch)
     assert adv["label"] is batch["label"]
     _check_inside(model, batch, adv, threat)
-    if frac == 0.0 and norm != "snr":
+    if frac == 0.0 and threat.larger_is_stronger:
         for m in threat.modalities:
             assert torch.equal(adv[m], batch[m])
 
 
-@pytest.mark.parametrize("attack", ["pgd", "fgsm", "apgd-ce", "square", "cw-l2"])
+def test_the_property_tests_cover_every_registered_attack():
+    assert set(ATTACK_NAMES) == set(ra.ATTACKS.list()) and len(ATTACK_NAMES) >= 7
+    assert set(SPEED) <= set(ATTACK_NAMES), "speed knobs of an attack that is not registered"
+
+
+@pytest.mark.parametrize("attack", ATTACK_NAMES)
 @pytest.mark.parametrize("kind", ["wave", "fusion"])
 def test_single_modality_attack_leaves_other_modality_bit_identical(attack, kind):
     model = toy(kind)
     batch = make_batch(model, 4)
+    cls = ra.ATTACKS.get(attack)
+    norm = "linf" if "linf" in cls.norms else cls.norms[0]
     for m in model.spec.modalities:
-        norm = "l2" if attack == "cw-l2" else "linf"
-        adv = ra.create(attack, model, Threat(norm, 0.3, m), **FAST[attack])(batch)
+        adv = ra.create(attack, model, Threat(norm, 0.3, m), **fast_kwargs(attack))(batch)
         for other in model.spec.modalities:
             if other != m:
                 assert adv[other] is batch[other]

@@ -12,7 +12,38 @@ from typing import Any
 import torch
 
 from robustlab.studies.kinds import KINDS, ModelInfo, StudyKind
+from robustlab.studies.kinds.base import CellComputations, Condition
 from robustlab.studies.runner import ModelFacts
+
+
+@dataclass(frozen=True)
+class Point(Condition):
+    """One x of the fake sweep."""
+
+    cell = "point"
+    x: float
+    scale: float
+    fail: bool
+    sleep: float
+
+    def label(self) -> str:
+        return f"x={self.x}"
+
+
+FAKE_CELLS = CellComputations("fake_sum")
+
+
+@FAKE_CELLS.computes(Point)
+def compute_point(c: Point, ctx: Any) -> list[dict[str, Any]]:
+    if c.sleep:
+        time.sleep(c.sleep)
+    if c.fail:
+        raise RuntimeError(f"planned failure at x={c.x}")
+    u = torch.rand(1).item()
+    return [
+        {"x": c.x, "metric": "y", "value": c.x * c.scale + u, "n": 1},
+        {"x": c.x, "metric": "seed_used", "value": ctx.seed, "n": 1},
+    ]
 
 
 class FakeSum(StudyKind):
@@ -20,6 +51,7 @@ class FakeSum(StudyKind):
 
     name = "fake_sum"
     version = 1
+    computations = FAKE_CELLS
 
     @dataclass(frozen=True)
     class Options:
@@ -33,26 +65,8 @@ class FakeSum(StudyKind):
         if options.scale < 0:
             raise ValueError(f"scale must be >= 0, got {options.scale}")
 
-    def conditions(self, options: Any, model: ModelInfo) -> list[dict[str, Any]]:
-        return [
-            {"x": v, "scale": options.scale, "fail": v in options.fail_on, "sleep": options.sleep}
-            for v in options.values
-        ]
-
-    def label(self, condition: Any) -> str:
-        return f"x={condition['x']}"
-
-    def run_cell(self, cell: Any, ctx: Any) -> list[dict[str, Any]]:
-        c = cell.condition
-        if c["sleep"]:
-            time.sleep(c["sleep"])
-        if c["fail"]:
-            raise RuntimeError(f"planned failure at x={c['x']}")
-        u = torch.rand(1).item()
-        return [
-            {"x": c["x"], "metric": "y", "value": c["x"] * c["scale"] + u, "n": 1},
-            {"x": c["x"], "metric": "seed_used", "value": ctx.seed, "n": 1},
-        ]
+    def conditions(self, options: Any, model: ModelInfo) -> list[Condition]:
+        return [Point(v, options.scale, v in options.fail_on, options.sleep) for v in options.values]
 
 
 if "fake_sum" not in KINDS:

@@ -33,10 +33,16 @@ def test_quickstart_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
     rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     models = {"vggish.base_synthav", "fusion_late.base_synthav"}
     robust = [r for r in rows if r["metric"] == "robust_accuracy"]
-    assert {r["model"] for r in robust} == models and len(robust) == 10
+    assert {r["model"] for r in robust} == models and len(robust) == 20
     for r in robust:
         assert r["n"] == 16 and 0 <= r["value"] <= 1 and r["ci_low"] <= r["value"] <= r["ci_high"]
-        assert r["protocol"]["steps"] == 10
+    assert {r["attack"] for r in robust} == {"pgd", "autoattack"}
+    for r in robust:
+        if r["attack"] == "pgd":
+            assert r["protocol"]["steps"] == 10
+        else:  # the yardstick: APGD-CE + APGD-T (3 targets) at 20 iterations, its protocol in the row
+            assert r["protocol"]["version"] == "smoke" and r["protocol"]["n_iter"] == 20
+            assert [c["name"] for c in r["protocol"]["components"]] == ["apgd-ce", "apgd-t"]
     assert {r["model"] for r in rows if r["metric"] == "eps_star"} == models
     assert len([r for r in rows if r["metric"].startswith("flag:")]) >= 2 * 6
     noise = [r for r in rows if r["metric"] == "accuracy" and r["perturbation"] == "white_noise"]

@@ -60,10 +60,31 @@ def test_good_recipe_and_full_override():
         ({"train": {"lr": -1.0}}, "positive"),
         ({"arch": "m11"}, "file name says arch"),
         ({"data": {}}, "[data] needs name"),
+        ({"augment": {"mixup": {"rate": 1.5}}}, "[augment.mixup] rate = 1.5 must be in [0.0, 1.0]"),
+        ({"augment": {"latent_mixup": {"alpha": -1.0}}}, "[augment.latent_mixup] alpha = -1.0"),
+        ({"augment": {"latent_mixup": {}, "mixup": {}}}, "choose one mixup"),
+        ({"augment": {"metric_mixup": {"space": "pixels"}}}, "space = 'pixels'; expected one of"),
+        ({"augment": {"metric_mixup": {"every": 0}}}, "every = 0 must be >= 1"),
+        ({"augment": {"metric_mixup": {"tau": 1.5}}}, "tau = 1.5 must be in (0.0, 1.0]"),
+        ({"augment": {"modality_mixup": {}}}, "needs an audio-visual model; m5 reads ['audio']"),
+        ({"adversarial": {"method": "trades"}}, "[adversarial] method = 'trades'"),
+        ({"adversarial": {"norm": "l3"}}, "[adversarial] norm = 'l3'"),
+        ({"adversarial": {"eps": -0.1}}, "eps for audio = -0.1 must be > 0"),
+        ({"adversarial": {"eps": "0.002"}}, "eps for audio = '0.002' must be a finite number"),
+        ({"adversarial": {"steps": 0}}, "steps = 0 must be >= 1"),
+        ({"adversarial": {"method": "fast", "steps": 5}}, "method = 'fast' (one FGSM step)"),
+        ({"adversarial": {"fraction": 0.0}}, "fraction = 0.0 must be in (0.0, 1.0]"),
+        ({"adversarial": {"step_size": 0}}, "step_size = 0 must be a number > 0"),
+        ({"adversarial": {"modality": "visual"}}, "attacks ['visual'] but m5 reads ['audio']"),
+        ({"adversarial": {"modality": "eyes"}}, "modality = 'eyes'"),
+        ({"adversarial": {"stepz": 3}}, "'stepz'"),
+        ({"adversarial": {}, "augment": {"mixup": {}}}, "cannot be combined with [augment] mixup"),
     ],
 )
 def test_bad_recipes_name_the_problem(patch, needle):
     raw = {**GOOD, **patch}
+    if "adversarial" in patch and "augment" not in patch:
+        raw.pop("augment")  # GOOD's mixup would be refused first
     with pytest.raises(RecipeError) as exc:
         parse_recipe(raw, "m5.test_fsdd", source="m5.test_fsdd.toml")
     assert needle in str(exc.value)
@@ -80,3 +101,52 @@ def test_broken_toml_file(tmp_path):
     bad.write_text("arch = \n")
     with pytest.raises(RecipeError, match="not valid TOML"):
         load_recipe(bad)
+
+
+AV = {
+    "arch": "fusion_late",
+    "data": {"name": "synth-av"},
+    "train": {"epochs": 2},
+}
+
+
+def test_defense_switches_parse_into_typed_settings():
+    r = parse_recipe({**AV, "augment": {"modality_mixup": {"modality": "visual", "labels": "kept"}}},
+                     "fusion_late.t_synthav")
+    assert r.augment.modality_mixup.modality == "visual" and r.augment.mixups == ["modality_mixup"]
+    r = parse_recipe({**AV, "augment": {"metric_mixup": {"rate": 1, "every": 3}}}, "fusion_late.t_synthav")
+    assert r.augment.metric_mixup.rate == 1.0 and r.augment.metric_mixup.every == 3
+    adv = {"method": "pgd", "eps": {"audio": 0.002, "visual": 0.01}, "modality": "both", "steps": 4,
+           "step_size": 1}
+    raw = {**AV, "adversarial": adv, "full": {"adversarial": {"steps": 10}}}
+    r = parse_recipe(raw, "fusion_late.t_synthav")
+    assert r.adversarial.eps == {"audio": 0.002, "visual": 0.01} and r.adversarial.step_size == 1.0
+    assert r.adversarial.relative_step() == 1.0 and r.adversarial.eps_for("visual") == 0.01
+    assert parse_recipe(raw, "fusion_late.t_synthav", size="full").adversarial.steps == 10
+    assert r.to_dict()["adversarial"]["eps"] == {"audio": 0.002, "visual": 0.01}
+    fast = {**AV, "adversarial": {"method": "fast", "modality": "alternate"}}
+    fast = parse_recipe(fast, "fusion_late.t_synthav")
+    assert fast.adversarial.steps == 1 and fast.adversarial.relative_step() == 1.25
+
+
+@pytest.mark.parametrize(
+    "adv, needle",
+    [
+        ({"modality": "both", "eps": {"audio": 0.002}}, "eps table has keys ['audio']"),
+        ({"modality": "audio", "eps": {"audio": 0.002, "visual": 0.01}}, "attacks ['audio']"),
+    ],
+)
+def test_bad_adversarial_budgets_are_named(adv, needle):
+    with pytest.raises(RecipeError) as exc:
+        parse_recipe({**AV, "adversarial": adv}, "fusion_late.t_synthav", source="t.toml")
+    assert needle in str(exc.value) and "t.toml" in str(exc.value)
+
+
+def test_defense_recipes_exist():
+    ids = set(list_recipes())
+    tags = ["base", "mixup", "latentmix", "metricmix", "pgdat", "fastat"]
+    wanted = {f"vggish.{t}_fsdd" for t in tags}
+    wanted |= {f"{a}.{t}_synthav" for a in ("fusion_late", "fusion_mid") for t in [*tags, "modalitymix"]}
+    assert not wanted - ids, f"missing recipes: {sorted(wanted - ids)}"
+    assert load_recipe("fusion_late.pgdat_synthav").adversarial.modality == "both"
+    assert load_recipe("vggish.fastat_fsdd").adversarial.method == "fast"

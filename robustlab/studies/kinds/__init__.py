@@ -1,7 +1,10 @@
 """Study kinds: one registry (`KINDS`) of `StudyKind` subclasses, found by the ``kind`` key of study files.
 
-Built-in kinds (``attack_sweep``, ``noise_sweep``) are imported on first use, so importing this package is
-cheap. Register your own::
+Each built-in kind is a folder (``attack_sweep/``, ``noise_sweep/``) with one job per module: ``plan``
+(options and typed conditions), ``compute`` (a registry of cell computations), optionally ``derive``
+(run-level rows from the row index the runner hands over) and ``layout`` (its report layout, registered with
+`robustlab.reports.layouts`). They are imported on first use, so importing this package is cheap. The recipe
+for a new kind is in ``studies/README.md``; the registration is::
 
     from robustlab.studies.kinds import KINDS, StudyKind
 
@@ -15,7 +18,16 @@ from __future__ import annotations
 import importlib
 
 from ..._registry import Registry
-from .base import ModelInfo, RunInfo, StudyKind
+from .base import (
+    CellComputations,
+    Condition,
+    ModelInfo,
+    ProtocolMismatch,
+    RowIndex,
+    RowSource,
+    RunInfo,
+    StudyKind,
+)
 
 #: name -> StudyKind subclass
 KINDS: Registry = Registry("study kind")
@@ -52,4 +64,16 @@ def list_kinds() -> list[str]:
     return KINDS.list()
 
 
-__all__ = ["KINDS", "ModelInfo", "RunInfo", "StudyKind", "get_kind", "list_kinds"]
+__all__ = [
+    "KINDS",
+    "CellComputations",
+    "Condition",
+    "ModelInfo",
+    "ProtocolMismatch",
+    "RowIndex",
+    "RowSource",
+    "RunInfo",
+    "StudyKind",
+    "get_kind",
+    "list_kinds",
+]

@@ -12,16 +12,20 @@ def estimate(values: Any, seed: int, n_boot: int = 1000) -> dict[str, Any]:
     """Mean of per-example ``values`` with ``n`` and a 95% percentile bootstrap interval
     (`robustlab.metrics.classification.bootstrap_ci`, seeded).
 
-    Non-finite values are dropped (``n`` counts the finite ones); no finite value gives ``value = None``.
+    Non-finite values (a failed measurement such as a PESQ error, or an infinite SNR of an unperturbed
+    example) are excluded from the mean and counted in ``n_failed``, so ``n + n_failed`` is always the number
+    of examples measured; no finite value gives ``value = None``.
     """
     from ...metrics.classification import bootstrap_ci
 
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    v = v[np.isfinite(v)]
+    finite = np.isfinite(v)
+    failed = int((~finite).sum())
+    v = v[finite]
     if len(v) == 0:
-        return {"value": None, "n": 0, "ci_low": None, "ci_high": None}
+        return {"value": None, "n": 0, "ci_low": None, "ci_high": None, "n_failed": failed}
     lo, hi = bootstrap_ci(v, n_boot=n_boot, level=0.95, seed=seed)
-    return {"value": float(v.mean()), "n": int(len(v)), "ci_low": lo, "ci_high": hi}
+    return {"value": float(v.mean()), "n": int(len(v)), "ci_low": lo, "ci_high": hi, "n_failed": failed}
 
 
 def predict_correct(model: Any, batch: Mapping[str, Any]) -> np.ndarray:
@@ -50,3 +54,10 @@ def group_mean(rows: Iterable[Mapping[str, Any]], key: str, value: str = "value"
         if isinstance(v, int | float) and not isinstance(v, bool):
             acc.setdefault(r.get(key), []).append(float(v))
     return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def clean_accuracy(ctx: Any, batch_size: int, n_boot: int) -> dict[str, Any]:
+    """Clean accuracy of the cell's model on its test items: `estimate` of the per-item correctness."""
+    model = ctx.model()
+    ok = concat(predict_correct(model, b) for b in ctx.batches(batch_size))
+    return estimate(ok, ctx.seed, n_boot)
