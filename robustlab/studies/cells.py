@@ -156,6 +156,36 @@ def _load_dataset(model_id: str, fingerprint: str) -> Any:
 
 
 @functools.lru_cache(maxsize=2)
+def _load_split(model_id: str, split: str, fingerprint: str | None) -> Any:
+    from .. import zoo
+
+    ds = zoo.dataset_for(model_id, split)
+    if fingerprint is not None and ds.spec.fingerprint != fingerprint:
+        raise RuntimeError(
+            f"model {model_id}: {split}-split fingerprint {ds.spec.fingerprint} differs from the one the "
+            f"checkpoint was trained with ({fingerprint}, its card); the dataset changed since training"
+        )
+    return ds
+
+
+@functools.lru_cache(maxsize=4)
+def _load_split_items(
+    model_id: str, split: str, fingerprint: str | None, limit: int | None, seed: int
+) -> dict[str, Any]:
+    from ..data import collate
+
+    ds = _load_split(model_id, split, fingerprint)
+    n = len(ds)
+    if n == 0:
+        raise RuntimeError(f"model {model_id}: the {split} split is empty")
+    if limit is None or limit >= n:
+        index = range(n)
+    else:
+        index = sorted(np.random.default_rng(seed).choice(n, size=limit, replace=False).tolist())
+    return collate([ds[i] for i in index])
+
+
+@functools.lru_cache(maxsize=2)
 def _load_items(model_id: str, fingerprint: str, limit: int | None) -> dict[str, Any]:
     from ..data import collate
 
@@ -195,6 +225,30 @@ class CellContext:
     def batches(self, batch_size: int) -> Iterator[dict[str, Any]]:
         """The items in consecutive batches of ``batch_size``, moved to the device."""
         items = self.items()
+        n = len(items["label"])
+        for start in range(0, n, batch_size):
+            yield {k: v[start : start + batch_size].to(self.device or "cpu") for k, v in items.items()}
+
+    def split_items(self, split: str, limit: int | None = None, *, seed: int = 0) -> dict[str, Any]:
+        """Items of another split of the model's dataset (``"train"``, ``"val"``) as one batch dict (on CPU).
+
+        ``limit`` items are a seeded random subset (``seed``; all items when ``limit`` is None), so a
+        condition that names ``limit`` and ``seed`` fixes them. The split is checked against the fingerprint
+        the checkpoint's card recorded for it (the cell id holds the checkpoint hash, so the training data is
+        fixed by it).
+
+        Raises:
+            RuntimeError: the split changed since the checkpoint was trained, or it is empty.
+        """
+        card = getattr(self.model(), "card", {}) or {}
+        fingerprint = ((card.get("dataset") or {}).get("fingerprints") or {}).get(split)
+        return _load_split_items(self.cell.model, split, fingerprint, limit, int(seed))
+
+    def split_batches(
+        self, split: str, batch_size: int, limit: int | None = None, *, seed: int = 0
+    ) -> Iterator[dict[str, Any]]:
+        """`split_items` in consecutive batches of ``batch_size``, moved to the device."""
+        items = self.split_items(split, limit, seed=seed)
         n = len(items["label"])
         for start in range(0, n, batch_size):
             yield {k: v[start : start + batch_size].to(self.device or "cpu") for k, v in items.items()}

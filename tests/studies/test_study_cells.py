@@ -82,3 +82,52 @@ def test_cell_property_and_seed() -> None:
     assert other.id == cell.id
     assert cell.derived_seed == derive_seed(0, cell.id) != derive_seed(1, cell.id)
     assert 0 <= cell.derived_seed < 2**31
+
+
+class _Split:
+    """A tiny dataset split with a fingerprint (what `zoo.dataset_for` returns)."""
+
+    def __init__(self, n: int, fingerprint: str) -> None:
+        import torch
+
+        self.items = [{"audio": torch.full((4,), float(i)), "label": torch.tensor(i % 3)} for i in range(n)]
+        self.spec = type("Spec", (), {"fingerprint": fingerprint})()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def _split_context(monkeypatch: pytest.MonkeyPatch, fingerprints: dict, splits: dict):
+    from robustlab import zoo
+    from robustlab.studies import cells
+
+    monkeypatch.setattr(zoo, "dataset_for", lambda model_id, split="test": splits[split])
+    model = type("M", (), {"card": {"dataset": {"fingerprints": fingerprints}}, "eval": lambda self: self})()
+    monkeypatch.setattr(cells, "_load_model", lambda *a: model)
+    cells._load_split.cache_clear()
+    cells._load_split_items.cache_clear()
+    cell = Cell(**{**{k: v for k, v in BASE.items() if k != "kind_version"}, "kind_version": 1,
+                   "study": "s", "part": "p", "kind_module": "m", "dataset": "d"})
+    return cells.CellContext(cell)
+
+
+def test_split_items_are_a_seeded_subset(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _split_context(monkeypatch, {"train": "fp-train"}, {"train": _Split(20, "fp-train")})
+    a = ctx.split_items("train", 8, seed=1)
+    b = ctx.split_items("train", 8, seed=1)
+    c = ctx.split_items("train", 8, seed=2)
+    assert a["audio"].shape == (8, 4) and (a["audio"] == b["audio"]).all()
+    assert not (a["audio"] == c["audio"]).all()
+    values = a["audio"][:, 0].tolist()
+    assert values == sorted(values) and len(set(values)) == 8           # distinct items, in dataset order
+    assert ctx.split_items("train")["audio"].shape == (20, 4)             # no limit: the whole split
+    assert [len(b["label"]) for b in ctx.split_batches("train", 3, 8, seed=1)] == [3, 3, 2]
+
+
+def test_split_items_refuse_a_changed_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _split_context(monkeypatch, {"train": "fp-at-training"}, {"train": _Split(5, "fp-now")})
+    with pytest.raises(RuntimeError, match="train-split fingerprint fp-now differs.*fp-at-training"):
+        ctx.split_items("train", 2)
