@@ -2,7 +2,8 @@
 
 `FigureWriter` writes into a run's ``figures/`` folder and returns `Figure` blocks for report sections:
 curves with 95% CI bands (robust accuracy vs eps, accuracy vs noise level), heatmaps (model x condition),
-bars (potency eps*), scatter plots (adversarial vs noise robustness).
+bars (potency eps*), scatter plots (adversarial vs noise robustness), paired per-example scatter plots
+(minimal budgets of two models, with the diagonal).
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ class FigureWriter:
         logx: bool = False,
         invert_x: bool = False,
         ylim: tuple[float, float] | None = (0.0, 1.02),
+        logy: bool = False,
     ) -> Figure:
-        """Lines of ``y`` vs ``x`` per ``hue`` (and ``style``), a panel per ``facet`` value, CI bands."""
+        """Lines of ``y`` vs ``x`` per ``hue`` (and ``style``), a panel per ``facet`` value, CI bands
+        (``logy``: a logarithmic y axis, for ratios such as amplifications)."""
         sns.set_theme(style="whitegrid", context="notebook")
         facets = list(dict.fromkeys(df[facet])) if facet else [None]
         ncols = min(len(facets), 3)
@@ -128,6 +131,8 @@ class FigureWriter:
                 ax.minorticks_off()
             if invert_x:
                 ax.invert_xaxis()
+            if logy:
+                ax.set_yscale("log")
             if ylim:
                 ax.set_ylim(*ylim)
             ax.set_xlabel(xlabel or x)
@@ -228,6 +233,85 @@ class FigureWriter:
         ax.set_ylabel(ylabel or y)
         if title:
             ax.set_title(title, fontsize=11)
+        fig.tight_layout()
+        return self._save(fig, name, caption or title)
+
+    def paired_scatter(
+        self,
+        df: pd.DataFrame,
+        *,
+        x: str,
+        y: str,
+        hue: str = "model",
+        style: str | None = None,
+        facet: str | None = None,
+        name: str,
+        title: str = "",
+        caption: str = "",
+        xlabel: str | None = None,
+        ylabel: str | None = None,
+        log: bool = True,
+        jitter: float = 0.0,
+    ) -> Figure:
+        """Paired per-example values (``y`` of one model vs ``x`` of another, e.g. minimal budgets) as points,
+        a panel per ``facet`` value, coloured by ``hue`` and marked by ``style``, with the diagonal y = x
+        (log-log axes unless ``log`` is False). ``jitter`` > 0 spreads values that sit on a discrete grid:
+        each point is moved by a seeded random factor ``exp(U(-jitter, jitter))`` (log axes; an additive
+        ``U(-jitter, jitter)`` on linear axes), so coincident points stay visible."""
+        sns.set_theme(style="whitegrid", context="notebook")
+        facets = list(dict.fromkeys(df[facet])) if facet else [None]
+        ncols = min(len(facets), 3)
+        nrows = math.ceil(len(facets) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows), squeeze=False)
+        hues = list(dict.fromkeys(df[hue]))
+        palette = dict(zip(hues, sns.color_palette("tab10", n_colors=max(len(hues), 1))))
+        markers = {v: m for v, m in zip(dict.fromkeys(df[style]), ("o", "X", "s", "^"))} if style else None
+        rng = np.random.default_rng(0)
+        for i, fv in enumerate(facets):
+            ax = axes[i // ncols][i % ncols]
+            sub = df if fv is None else df[df[facet] == fv]
+            if jitter > 0:
+                sub = sub.copy()
+                for col in (x, y):
+                    u = rng.uniform(-jitter, jitter, len(sub))
+                    sub[col] = sub[col].astype(float) * np.exp(u) if log else sub[col].astype(float) + u
+            sns.scatterplot(
+                data=sub,
+                x=x,
+                y=y,
+                hue=hue,
+                style=style,
+                markers=markers,
+                palette=palette,
+                ax=ax,
+                s=28,
+                alpha=0.7,
+                legend=(i == 0),
+            )
+            if i == 0 and ax.get_legend() is not None:  # one legend for all panels, right of the figure
+                handles, labels = ax.get_legend_handles_labels()
+                ax.get_legend().remove()
+                fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+            vals = np.concatenate([sub[x].to_numpy(float), sub[y].to_numpy(float)])
+            vals = vals[np.isfinite(vals) & ((vals > 0) if log else True)]
+            if len(vals):
+                lo, hi = float(vals.min()), float(vals.max())
+                pad = (hi / lo) ** 0.05 if log and lo > 0 else 1.0
+                lo, hi = (lo / pad, hi * pad) if log else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+                ax.plot([lo, hi], [lo, hi], color="0.4", linestyle="--", linewidth=1)
+                ax.set_xlim(lo, hi)
+                ax.set_ylim(lo, hi)
+            if log:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+            ax.set_xlabel(xlabel or x)
+            ax.set_ylabel(ylabel or y)
+            if fv is not None:
+                ax.set_title(str(fv), fontsize=10)
+        for j in range(len(facets), nrows * ncols):
+            axes[j // ncols][j % ncols].set_visible(False)
+        if title:
+            fig.suptitle(title, fontsize=12)
         fig.tight_layout()
         return self._save(fig, name, caption or title)
 

@@ -32,7 +32,7 @@ from .base import (
 #: name -> StudyKind subclass
 KINDS: Registry = Registry("study kind")
 
-_BUILTIN = ("attack_sweep", "noise_sweep")
+_BUILTIN = ("attack_sweep", "noise_sweep", "sharpness", "domains")
 
 
 def _load_builtin() -> None:

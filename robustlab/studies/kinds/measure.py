@@ -28,6 +28,21 @@ def estimate(values: Any, seed: int, n_boot: int = 1000) -> dict[str, Any]:
     return {"value": float(v.mean()), "n": int(len(v)), "ci_low": lo, "ci_high": hi, "n_failed": failed}
 
 
+def estimate_geometric(values: Any, seed: int, n_boot: int = 1000) -> dict[str, Any]:
+    """Geometric mean of positive per-example ``values`` (ratios, gains) with ``n`` and a 95% interval:
+    `estimate` of ``log10(values)``, mapped back by ``10**``. Non-positive and non-finite values are counted
+    in ``n_failed``."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+    out = estimate(logs, seed, n_boot)
+    for key in ("value", "ci_low", "ci_high"):
+        if out[key] is not None:
+            out[key] = float(10.0 ** out[key])
+    out["summary"] = "geometric mean"
+    return out
+
+
 def predict_correct(model: Any, batch: Mapping[str, Any]) -> np.ndarray:
     """Per-example correctness (float 0/1) of ``model`` on a (possibly adversarial) batch."""
     import torch
