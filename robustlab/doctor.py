@@ -227,7 +227,7 @@ CHECKS: tuple[Check, ...] = (
     Check("soundfile", "soundfile", True, _check_soundfile),
     Check("pyroomacoustics", "pyroomacoustics", True, _check_pyroomacoustics),
     Check("faiss", "faiss-cpu", True, _check_faiss),
-    Check("diffusers", "diffusers", False, _check_diffusers, "diffusion"),
+    Check("diffusers", "diffusers", True, _check_diffusers),
 )
 
 

@@ -329,30 +329,8 @@ def run_checks(model: nn.Module, batch: Mapping[str, Tensor], threat: Threat, at
                            "queries": square_queries, "tolerance": tol}))
 
     # 5. stochastic forward pass
-    declared = declared_stochastic(model)
-    with attack_mode(model):
-        differs, _ = forward_differs(lambda inputs: predict(model, inputs), batch)
-    if not (differs or declared):
-        flags.append(Flag("stochastic", None, "not applicable: forward pass is deterministic",
-                          {"max_logit_difference": 0.0, "declared": declared}))
-    else:
-        # the reference: an explicit EOT and the default (detected) stochastic handling, whatever the
-        # evaluated attack was told
-        honest = {k: v for k, v in main_kw.items() if k not in ("stochastic", "success_draws")}
-        eot = EOT(create(attack, model, threat, **honest), None, samples=eot_samples)
-        adv_e = eot(batch)
-        plain = [_metric(model, batch, adv) for _ in range(reevals)]
-        with_eot = [_metric(model, batch, adv_e) for _ in range(reevals)]
-        ok = float(np.mean(plain)) <= float(np.mean(with_eot)) + tol
-        flags.append(Flag("stochastic", ok,
-                          f"stochastic forward: EOT-{eot_samples} {metric_name} mean {np.mean(with_eot):.3f} "
-                          f"(min {np.min(with_eot):.3f}) vs reported {np.mean(plain):.3f}"
-                          + ("" if ok else " -- the reported number is too high: attack with EOT and judge "
-                                           "success on fresh draws"),
-                          {"declared": declared, "differs": differs, "eot_samples": eot_samples,
-                           "reevals": reevals, "eot": with_eot, "plain": plain,
-                           "eot_mean": float(np.mean(with_eot)), "eot_min": float(np.min(with_eot)),
-                           "tolerance": tol, "protocol": main.protocol()}))
+    flags.append(stochastic_flag(model, batch, threat, attack, main_kw, adv, eot_samples=eot_samples,
+                                 reevals=reevals, tolerance=tol, protocol=main.protocol()))
 
     # 6. bootstrap interval
     c = c_rep if c_rep is not None else _correct(model, batch, adv, draws)
@@ -364,3 +342,43 @@ def run_checks(model: nn.Module, batch: Mapping[str, Tensor], threat: Threat, at
                       {"robust_accuracy": float(c.mean()), "ci95": [lo, hi], "n": n, "clean": clean,
                        "metric": metric_name, "value": acc, "protocol": main.protocol()}))
     return flags
+
+
+def stochastic_flag(model: nn.Module, batch: Mapping[str, Tensor], threat: Threat, attack: str,
+                    attack_kwargs: Mapping[str, Any], adv: Mapping[str, Tensor], *, eot_samples: int = 8,
+                    reevals: int = 5, tolerance: float | None = None,
+                    protocol: Mapping[str, Any] | None = None) -> Flag:
+    """Check 5 of `run_checks` on its own: is the number reported for ``adv`` (made by ``attack`` built with
+    ``attack_kwargs``) honest about a random forward pass?
+
+    N/A when two forward passes on the clean batch agree and the model does not declare ``stochastic``; else
+    the attack is repeated with an explicit EOT of ``eot_samples`` draws (and the default stochastic handling)
+    and both adversarial batches are re-evaluated ``reevals`` times on fresh draws; ok is False when the
+    reported accuracy (mAP) exceeds the EOT attack's by more than ``tolerance`` (default max(0.02, 2/n)).
+    """
+    n = int(batch["label"].shape[0])
+    tol = max(0.02, 2.0 / n) if tolerance is None else float(tolerance)
+    metric_name = "mAP" if model.spec.multilabel else "accuracy"
+    declared = declared_stochastic(model)
+    with attack_mode(model):
+        differs, _ = forward_differs(lambda inputs: predict(model, inputs), batch)
+    if not (differs or declared):
+        return Flag("stochastic", None, "not applicable: forward pass is deterministic",
+                    {"max_logit_difference": 0.0, "declared": declared})
+    # the reference: an explicit EOT and the default (detected) stochastic handling, whatever the
+    # evaluated attack was told
+    honest = {k: v for k, v in attack_kwargs.items() if k not in ("stochastic", "success_draws")}
+    eot = EOT(create(attack, model, threat, **honest), None, samples=eot_samples)
+    adv_e = eot(batch)
+    plain = [_metric(model, batch, adv) for _ in range(reevals)]
+    with_eot = [_metric(model, batch, adv_e) for _ in range(reevals)]
+    ok = float(np.mean(plain)) <= float(np.mean(with_eot)) + tol
+    return Flag("stochastic", ok,
+                f"stochastic forward: EOT-{eot_samples} {metric_name} mean {np.mean(with_eot):.3f} "
+                f"(min {np.min(with_eot):.3f}) vs reported {np.mean(plain):.3f}"
+                + ("" if ok else " -- the reported number is too high: attack with EOT and judge "
+                                 "success on fresh draws"),
+                {"declared": declared, "differs": differs, "eot_samples": eot_samples,
+                 "reevals": reevals, "eot": with_eot, "plain": plain,
+                 "eot_mean": float(np.mean(with_eot)), "eot_min": float(np.min(with_eot)),
+                 "tolerance": tol, "protocol": dict(protocol or {})})

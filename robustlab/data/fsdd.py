@@ -7,6 +7,13 @@ name and ``seed``; ``train`` then excludes it. ``all`` = every clip. Clips are p
 ``clip_seconds`` (default 1 s) at the native 8 kHz unless ``sample_rate`` asks for another rate.
 label = the digit (int64), label names ``"0"`` .. ``"9"``.
 
+Keyword spotting (``keyword=d``): the labels become binary, 1 for digit ``d`` (the wake word) and 0 for every
+other digit, with label names ``("other", "d")``. ``noise_negatives=f`` (with a keyword) appends
+``round(f * n)`` background-noise clips labelled 0 to a split of ``n`` clips (`NoiseNegatives`): white, pink
+or brown noise at an RMS drawn log-uniformly from `NOISE_NEGATIVE_RMS`, fixed by ``seed``, the split and the
+clip's position, so a spotter also learns that noise is not the wake word. Both options enter the
+fingerprint only when set, so plain ``fsdd`` keeps its fingerprint.
+
 ``av-digits``: each FSDD clip paired with an MNIST test image (``$ROBUSTLAB_DATA/mnist/t10k-*-idx*-ubyte.gz``)
 of the same digit. The 10,000 images are first partitioned per digit among the splits (in proportion to the
 split's clips), then paired within the split, so train/val/test never share an image; the pairing is fixed
@@ -22,7 +29,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import math
 import os
 import re
 from collections import defaultdict
@@ -33,6 +42,7 @@ import torch
 
 from . import DATASETS
 from .audio import AudioFileError
+from .base import RobustlabDataset
 from .filebased import (
     AudioClipDataset,
     ClipEntry,
@@ -41,6 +51,7 @@ from .filebased import (
     resolve_root,
     stable_unit,
 )
+from .spec import fingerprint
 
 FSDD_RATE = 8000
 FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
@@ -49,6 +60,10 @@ MNIST_IMAGES = "t10k-images-idx3-ubyte.gz"
 MNIST_LABELS = "t10k-labels-idx1-ubyte.gz"
 _SPLIT_ORDER = ("train", "val", "test")
 _FSDD_EXPECTED = "recordings/{digit}_{speaker}_{index}.wav"
+#: RMS range (log-uniform) of the background-noise negatives of a keyword-spotting split
+NOISE_NEGATIVE_RMS: tuple[float, float] = (0.003, 0.1)
+#: PSD exponents of the noise negatives (white, pink, brown), cycled by clip position
+NOISE_NEGATIVE_COLOURS: tuple[float, ...] = (0.0, 1.0, 2.0)
 
 
 def _fsdd_splits(name: str, split: str, val_fraction: float) -> tuple[str, ...]:
@@ -110,6 +125,77 @@ def _fsdd_root(root: str | os.PathLike | None) -> Path:
     return resolve_root(root, "fsdd", lambda p: (p / "recordings").is_dir(), _FSDD_EXPECTED)
 
 
+class NoiseNegatives(RobustlabDataset):
+    """A single-label dataset followed by ``n`` background-noise clips of class ``label``.
+
+    Item ``i < len(base)`` is the base item; item ``len(base) + j`` is noise clip ``j``: coloured Gaussian
+    noise (`robustlab.perturbations.colored_noise`, exponent ``NOISE_NEGATIVE_COLOURS[j % 3]``) scaled to an
+    RMS drawn log-uniformly from `NOISE_NEGATIVE_RMS`, clamped to [-1, 1]; its generator is seeded from
+    ``(seed, split, j)``, so a clip is the same in every process. The spec is the base's with a fingerprint
+    that also covers the noise clips.
+
+    Args:
+        base: the dataset whose items come first (single-label, audio).
+        n: noise clips appended.
+        label: their class index.
+        seed: seeds the noise clips.
+    """
+
+    def __init__(self, base: RobustlabDataset, n: int, label: int, seed: int = 0) -> None:
+        super().__init__()
+        spec = base.spec
+        if spec.multilabel or spec.clip_samples is None:
+            raise ValueError(f"{spec.name}: noise negatives need a single-label audio dataset")
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"{spec.name}: the number of noise negatives must be an int >= 0, got {n!r}")
+        if not 0 <= int(label) < spec.num_classes:
+            raise ValueError(f"{spec.name}: noise label {label!r} is not a class index < {spec.num_classes}")
+        self.base, self.n, self.label, self.seed = base, n, int(label), int(seed)
+        self.problems = list(getattr(base, "problems", []))
+        extra = {"n": n, "label": self.label, "seed": self.seed, "rms": list(NOISE_NEGATIVE_RMS),
+                 "colours": list(NOISE_NEGATIVE_COLOURS)}
+        self.spec = dataclasses.replace(
+            spec, fingerprint=fingerprint({"base": spec.fingerprint, "noise_negatives": extra}),
+            options={**spec.options, "noise_clips": n},
+        )
+
+    def __len__(self) -> int:
+        return len(self.base) + self.n
+
+    def noise_clip(self, j: int) -> torch.Tensor:
+        """Noise clip ``j`` (T,) float32 in [-1, 1]."""
+        from ..perturbations import colored_noise, torch_generator
+
+        gen = torch_generator(self.seed, "fsdd-noise-negative", self.spec.split, int(j))
+        x = colored_noise(1, int(self.spec.clip_samples), NOISE_NEGATIVE_COLOURS[j % 3], gen)[0]
+        lo, hi = (math.log(v) for v in NOISE_NEGATIVE_RMS)
+        rms = math.exp(lo + (hi - lo) * float(torch.rand(1, generator=gen, dtype=torch.float64)))
+        x = x * (rms / x.pow(2).mean().sqrt().clamp_min(1e-12))
+        return x.clamp(-1.0, 1.0).to(torch.float32)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"{self.spec.name}/{self.spec.split}: index {index} out of range for {n} items")
+        index = int(index) % n
+        if index < len(self.base):
+            return self.base[index]
+        return {"audio": self.noise_clip(index - len(self.base)),
+                "label": torch.tensor(self.label, dtype=torch.int64)}
+
+
+def _keyword_options(keyword: int | None, noise_negatives: float) -> None:
+    if keyword is not None and (isinstance(keyword, bool) or not isinstance(keyword, int)
+                                or not 0 <= keyword <= 9):
+        raise ValueError(f"fsdd: keyword must be a digit 0-9 (the wake word) or None, got {keyword!r}")
+    if isinstance(noise_negatives, bool) or not isinstance(noise_negatives, int | float) or not (
+        0.0 <= float(noise_negatives) <= 10.0
+    ):
+        raise ValueError(f"fsdd: noise_negatives must be a fraction in [0, 10], got {noise_negatives!r}")
+    if noise_negatives and keyword is None:
+        raise ValueError("fsdd: noise_negatives needs keyword= (noise clips are negatives of a keyword)")
+
+
 @DATASETS.register("fsdd")
 def build_fsdd(
     split: str,
@@ -123,22 +209,37 @@ def build_fsdd(
     on_error: str = "raise",
     scan: str = "full",
     cache: bool | None = None,
-) -> AudioClipDataset:
-    """Free Spoken Digit Dataset: 3,000 spoken digits, 6 speakers, 8 kHz; test = takes 0-4."""
+    keyword: int | None = None,
+    noise_negatives: float = 0.0,
+) -> RobustlabDataset:
+    """Free Spoken Digit Dataset: 3,000 spoken digits, 6 speakers, 8 kHz; test = takes 0-4.
+
+    ``keyword=d`` makes it a keyword-spotting set (label 1 = digit ``d``, 0 = any other digit);
+    ``noise_negatives=f`` then appends ``round(f * n)`` noise clips labelled 0 (`NoiseNegatives`).
+    """
     check_audio_options("fsdd", clip_seconds=clip_seconds, sample_rate=sample_rate, crop=crop,
                         on_error=on_error, scan=scan)
+    _keyword_options(keyword, noise_negatives)
     splits = _fsdd_splits("fsdd", split, val_fraction)
     base = _fsdd_root(root)
     entries, problems = fsdd_entries(base, float(val_fraction), seed, on_error)
     rate = sample_rate or FSDD_RATE
     options = dict(root=str(base), val_fraction=float(val_fraction), seed=seed, clip_seconds=clip_seconds,
                    sample_rate=rate, crop=crop, on_error=on_error, scan=scan, cache=cache)
-    return AudioClipDataset(
+    label_names: tuple[str, ...] = DIGIT_NAMES
+    if keyword is not None:  # only when set: plain fsdd keeps its fingerprint
+        options.update(keyword=keyword, noise_negatives=float(noise_negatives))
+        entries = [dataclasses.replace(e, label=int(e.label == keyword)) for e in entries]
+        label_names = ("other", DIGIT_NAMES[keyword])
+    ds = AudioClipDataset(
         name="fsdd", split=split, splits=splits,
         entries=entries if split == "all" else [e for e in entries if e.split == split],
-        label_names=DIGIT_NAMES, multilabel=False, sample_rate=rate, clip_seconds=clip_seconds,
+        label_names=label_names, multilabel=False, sample_rate=rate, clip_seconds=clip_seconds,
         options=options, on_error=on_error, crop=crop, scan=scan, cache=cache, problems=problems,
     )
+    if noise_negatives:
+        return NoiseNegatives(ds, int(round(float(noise_negatives) * len(ds))), label=0, seed=seed)
+    return ds
 
 
 # -- MNIST idx files ----------------------------------------------------------------------------------

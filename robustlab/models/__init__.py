@@ -8,7 +8,7 @@ Importing this package registers every architecture:
     >>> logits = model({"audio": waveform})  # waveform (B, 8000) in [-1, 1] -> logits (B, 10)
 """
 
-from robustlab.models import audio_cnn, audio_transformer, fusion, visual  # noqa: F401  (registration)
+from robustlab.models import audio_cnn, audio_transformer, ensemble, fusion, visual  # noqa: F401  (registration)
 from robustlab.models.audio import AUDIO_FAMILIES, AudioClassifier, AudioEncoder, build_audio_parts
 from robustlab.models.base import BOUNDS, ModelSpec, ZooModel, num_parameters
 from robustlab.models.factory import MODELS, ArchInfo, arch_info, create, list_archs, register_arch

@@ -5,12 +5,25 @@ Common arch args: ``audio_encoder`` (a name in `AUDIO_FAMILIES`, e.g. ``"m11"``,
 ``visual_args`` (dict).
 
 - ``fusion_early``: fuse low-level features before one shared trunk. The audio low-level map is the audio
-  front-end output (log-mel ``(B, C, F, T')``, or the waveform ``(B, 1, T)`` for raw-waveform trunks); the
-  visual low-level map is the visual encoder's stem (its first conv block), projected by a 1x1 conv + BN to
-  ``visual_channels`` channels and resampled onto the audio grid (bilinear to (F, T'); for 1-D trunks averaged
-  over image height and linearly resampled to T). The two are concatenated along channels and fed to the audio
-  family's encoder, built with the extra input channels, then its pooling head. There is no per-modality
-  latent: ``embed()`` gives ``fused`` only.
+  front-end output (log-mel ``(B, C, F, T')``, per-bin normalised, or the waveform ``(B, 1, T)`` for
+  raw-waveform trunks); the visual low-level map is the visual encoder's stem (its first conv block),
+  projected by a 1x1 conv + BN to ``visual_channels`` channels and resampled onto the audio grid (bilinear to
+  (F, T'); for 1-D trunks averaged over image height and linearly resampled to T). The two are concatenated
+  along channels and fed to the audio family's encoder, built with the extra input channels, then its pooling
+  head. There is no per-modality latent: ``embed()`` gives ``fused`` only.
+
+  The two streams enter the trunk *balanced*: by default the visual map has as many channels as the audio
+  front-end (``visual_channels=None``: 1 for a log-mel, 3 for a 3-band front-end), each channel normalised to
+  unit scale. With more visual than audio channels every first-layer filter of the shared trunk is mostly a
+  visual filter and the trunk learns the modality that lowers the loss first, never the other: on synth-av the
+  former design (8 visual channels against 1 log-mel channel) reached 0.762 test accuracy, 0.742 with the
+  audio replaced by its training mean and 0.134 with the image replaced -- a visual model; a wider trunk alone
+  (0.880) was still a visual model. Balanced, the half-width trunk of the recipe learns both (0.934; 0.624
+  without the audio, 0.676 without the image). Where one stream is learned far faster than the other
+  (av-digits: MNIST in two epochs, the spoken digits in six) the shared trunk still learns that stream alone
+  within the recipe; ``modality_dropout`` (ModDrop) is the optional counter-measure (it did not change that
+  there at rate 0.25).
+
 - ``fusion_mid``: per-modality encoders, each projected to ``embed_dim``; the two are concatenated (optionally
   after a small Transformer over the two modality tokens) and passed through a shared layer (Linear-ReLU-
   Dropout) to the fused embedding; linear head.
@@ -70,7 +83,15 @@ def _tiny_args(audio: str = "vggish", visual: str = "visual_cnn", **extra: Any) 
 
 
 class EarlyFusion(_AVModel):
-    """Early fusion (see module docstring): audio front-end map + visual stem map -> one audio trunk."""
+    """Early fusion (see module docstring): audio front-end map + visual stem map -> one audio trunk.
+
+    Args:
+        visual_channels: channels of the projected visual map; None = the audio front-end's channels (the
+            two streams enter the shared trunk with one channel count).
+        modality_dropout: training only: the probability that a sample's audio map, and (separately, never
+            both) its visual map, is zeroed where the streams meet (ModDrop, Neverova et al., TPAMI 2016), so
+            the shared trunk must classify from each stream alone too; 0 = off. No effect in eval mode.
+    """
 
     embed_keys = ("fused",)
 
@@ -81,11 +102,17 @@ class EarlyFusion(_AVModel):
         audio_args: Mapping[str, Any] | None,
         visual_encoder: str,
         visual_args: Mapping[str, Any] | None,
-        visual_channels: int,
+        visual_channels: int | None,
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.modality_dropout = float(modality_dropout)
         args, pooling, pooling_args = _split_pooling(audio_encoder, audio_args)
+        if visual_channels is None:  # balanced: as many visual channels as the audio front-end emits
+            probe = build_audio_parts(audio_encoder, spec, **args)
+            visual_channels = probe.encoder.in_channels
         parts = build_audio_parts(audio_encoder, spec, extra_channels=visual_channels, **args)
+        self.visual_channels = int(visual_channels)
         self._set_audio(spec, parts)
         stem_src = build_visual_encoder(visual_encoder, spec, **dict(visual_args or {}))
         self.visual_stem = stem_src.stem
@@ -112,7 +139,13 @@ class EarlyFusion(_AVModel):
             v = F.interpolate(v, size=a.shape[-2:], mode="bilinear", align_corners=False)
         else:
             v = F.interpolate(v.mean(2), size=a.shape[-1], mode="linear", align_corners=False)
-        return torch.cat([a, v.to(a.dtype)], dim=1)
+        v = v.to(a.dtype)
+        if self.training and self.modality_dropout > 0:
+            # per sample: u < p drops the audio, p <= u < 2p the visual (zero = each stream's normalised mean)
+            u = torch.rand(a.shape[0], device=a.device).view(-1, *([1] * (a.dim() - 1)))
+            a = a * (u >= self.modality_dropout).to(a.dtype)
+            v = v * ((u < self.modality_dropout) | (u >= 2 * self.modality_dropout)).to(v.dtype)
+        return torch.cat([a, v], dim=1)
 
     def forward_features(self, features: Mapping[str, Tensor]) -> Tensor:
         frames, clip = self.audio_encoder(self._joint(features))
@@ -325,14 +358,29 @@ def build_fusion_early(
     audio_args: dict | None = None,
     visual_encoder: str = "visual_cnn",
     visual_args: dict | None = None,
-    visual_channels: int = 8,
+    visual_channels: int | None = None,
+    modality_dropout: float = 0.0,
 ) -> EarlyFusion:
-    """Early fusion: audio front-end map + visual stem map on one grid -> shared audio trunk + pooling."""
+    """Early fusion: audio front-end map + visual stem map on one grid (balanced channels) -> shared audio
+    trunk + pooling."""
     _check_dict("audio_args", audio_args)
     _check_dict("visual_args", visual_args)
-    if visual_channels <= 0:
-        raise ValueError(f"fusion_early: visual_channels must be positive; got {visual_channels}")
-    return EarlyFusion(spec, audio_encoder, audio_args, visual_encoder, visual_args, visual_channels)
+    if visual_channels is not None and (
+        isinstance(visual_channels, bool) or not isinstance(visual_channels, int) or visual_channels <= 0
+    ):
+        raise ValueError(
+            "fusion_early: visual_channels must be a positive int or None (balanced); "
+            f"got {visual_channels!r}"
+        )
+    if (
+        isinstance(modality_dropout, bool)
+        or not isinstance(modality_dropout, int | float)
+        or not (0.0 <= modality_dropout <= 0.5)
+    ):
+        raise ValueError(f"fusion_early: modality_dropout must be in [0, 0.5]; got {modality_dropout!r}")
+    return EarlyFusion(
+        spec, audio_encoder, audio_args, visual_encoder, visual_args, visual_channels, float(modality_dropout)
+    )
 
 
 @register_arch(

@@ -16,6 +16,10 @@ Example:
 
 Audio outputs are clamped to [-1, 1] and visual outputs to [0, 1]; labels and other modalities come back as
 the very same tensor objects.
+
+Feature-domain perturbations (``domain = "features"``: ``feat_occlude_*``, ``feat_gaussian_noise``) act on a
+model's audio front-end output, ``batch["audio_features"]`` (`add_features` puts it there); they are left out
+of `list_perturbations` unless asked for (``domain="features"`` or None) and out of the default suites.
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ from typing import Any
 
 from . import distortion, noise, occlusion, reverb, timescale, visual  # noqa: F401 - registers classes
 from .base import (
+    DOMAINS,
+    FEATURES_KEY,
     PERTURBATIONS,
     SNR_RANGE_DB,
     Perturbation,
     PerturbationError,
+    add_features,
     build,
     derive_seed,
     numpy_generator,
@@ -98,11 +105,20 @@ def describe(name: str, level: float, **options: Any) -> str:
     return build(name, **options).describe(level)
 
 
-def list_perturbations(modality: str | None = None) -> list[str]:
-    """Registered names, optionally only those of ``modality`` (``"audio"`` or ``"visual"``)."""
+def list_perturbations(modality: str | None = None, domain: str | None = "input") -> list[str]:
+    """Registered names, optionally only those of ``modality`` (``"audio"`` or ``"visual"``) and ``domain``
+    (``"input"``, the default: waveform / pixel perturbations; ``"features"``: the audio front-end's output;
+    None: both)."""
     if modality is not None and modality not in SUITES:
         raise PerturbationError(f"unknown modality {modality!r}; expected one of {sorted(SUITES)} or None")
-    return [n for n in PERTURBATIONS.list() if modality is None or PERTURBATIONS.get(n).modality == modality]
+    if domain is not None and domain not in DOMAINS:
+        raise PerturbationError(f"unknown domain {domain!r}; expected one of {DOMAINS} or None")
+    return [
+        n
+        for n in PERTURBATIONS.list()
+        if (modality is None or PERTURBATIONS.get(n).modality == modality)
+        and (domain is None or PERTURBATIONS.get(n).domain == domain)
+    ]
 
 
 def suite(modality: str) -> list[str]:
@@ -113,12 +129,15 @@ def suite(modality: str) -> list[str]:
 
 
 __all__ = [
+    "DOMAINS",
+    "FEATURES_KEY",
     "PERTURBATIONS",
     "SNR_RANGE_DB",
     "SUITES",
     "NoiseBank",
     "Perturbation",
     "PerturbationError",
+    "add_features",
     "apply",
     "colored_noise",
     "create",

@@ -14,6 +14,12 @@ the input's shape and dtype and are clamped to the data bounds (`robustlab.model
 [-1, 1], visual to [0, 1]. Randomness comes only from a ``torch.Generator`` seeded from ``(seed, name)``,
 never from the global RNG, so the same call gives the same output bit for bit. The random draws depend on a
 sample's position in the batch (sample ``i`` of a batch of ``B`` gets the ``i``-th draw).
+
+Feature-domain perturbations (``domain = "features"``, e.g. ``feat_occlude_periodic``) change the audio
+front-end's output instead of the waveform: they read and replace ``batch["audio_features"]``
+(`FEATURES_KEY`, the key `robustlab.attacks.predict` evaluates through ``model.backbone``), a ``(B, ..., T')``
+tensor whose last axis is time; `add_features` puts a model's features into a batch. Features are
+unbounded, so nothing is clamped, and no sample rate is needed.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ from ..models.base import BOUNDS
 PERTURBATIONS: Registry = Registry("perturbation")
 
 LEVEL_KINDS = ("snr_db", "severity")
+#: where a perturbation acts: the raw input (waveform / pixels) or the audio front-end's features
+DOMAINS = ("input", "features")
+#: batch key of audio front-end features (the same key as `robustlab.attacks.FEATURES_KEY`)
+FEATURES_KEY = "audio_features"
 #: accepted SNR levels in dB for the noise family (finite, inside this closed range)
 SNR_RANGE_DB: tuple[float, float] = (-50.0, 100.0)
 
@@ -79,6 +89,8 @@ class Perturbation:
         stochastic: True when the output depends on the seed.
         monotonic: True when the distortion (L2 distance to the clean input) grows along ``default_levels``;
             False where it does not hold by design (the periodic mask always hides half the clip, ...).
+        domain: ``"input"`` (default: ``batch[modality]``) or ``"features"`` (``batch[FEATURES_KEY]``, the
+            audio front-end output ``(B, ..., T')``; not clamped, no sample rate needed).
 
     Options (keyword arguments of the subclass ``__init__``) are validated at construction.
     """
@@ -91,6 +103,7 @@ class Perturbation:
     parameter: ClassVar[str] = ""
     stochastic: ClassVar[bool] = False
     monotonic: ClassVar[bool] = True
+    domain: ClassVar[str] = "input"
 
     # ----------------------------------------------------------------- levels
     @classmethod
@@ -159,6 +172,8 @@ class Perturbation:
         level = self.check_level(level)
         if not isinstance(batch, Mapping):
             raise PerturbationError(f"{self.name}: batch must be a dict, got {type(batch).__name__}")
+        if self.domain == "features":
+            return self._call_features(batch, level, sample_rate, seed)
         if self.modality not in batch:
             raise PerturbationError(
                 f"{self.name} perturbs {self.modality!r} but the batch has no {self.modality!r} key; "
@@ -187,6 +202,31 @@ class Perturbation:
             raise RuntimeError(f"{self.name} changed the shape {tuple(x.shape)} -> {tuple(out.shape)}")
         new = dict(batch)
         new[self.modality] = out
+        return new
+
+    def _call_features(
+        self, batch: Mapping[str, Any], level: float, sample_rate: int | None, seed: int
+    ) -> dict[str, Any]:
+        if FEATURES_KEY not in batch:
+            raise PerturbationError(
+                f"{self.name} perturbs the audio front-end's features but the batch has no {FEATURES_KEY!r} "
+                f"key (it has {sorted(batch)}); add them with "
+                "robustlab.perturbations.add_features(model, batch)"
+            )
+        x = batch[FEATURES_KEY]
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 or x.numel() == 0:
+            raise PerturbationError(
+                f"{self.name}: batch[{FEATURES_KEY!r}] must be a non-empty floating (B, ..., T') tensor, got "
+                f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}"
+            )
+        gen = torch_generator(seed, self.name)
+        with torch.no_grad():
+            out = self.perturb(x.detach(), level, sample_rate=sample_rate, generator=gen, seed=seed)
+            out = out.to(x.dtype)
+        if out.shape != x.shape:  # a bug in a subclass, not a user error
+            raise RuntimeError(f"{self.name} changed the shape {tuple(x.shape)} -> {tuple(out.shape)}")
+        new = dict(batch)
+        new[FEATURES_KEY] = out
         return new
 
     def _check_tensor(self, x: Any) -> None:
@@ -222,6 +262,10 @@ def register(cls: type[Perturbation]) -> type[Perturbation]:
         raise ValueError(f"{cls.__name__} has no name")
     if cls.modality not in BOUNDS:
         raise ValueError(f"{cls.__name__}.modality must be one of {sorted(BOUNDS)}, got {cls.modality!r}")
+    if cls.domain not in DOMAINS:
+        raise ValueError(f"{cls.__name__}.domain must be one of {DOMAINS}, got {cls.domain!r}")
+    if cls.domain == "features" and cls.modality != "audio":
+        raise ValueError(f"{cls.__name__}: feature-domain perturbations act on audio features")
     if cls.level_kind not in LEVEL_KINDS:
         raise ValueError(f"{cls.__name__}.level_kind must be one of {LEVEL_KINDS}, got {cls.level_kind!r}")
     if cls.level_kind == "severity" and not cls.table:
@@ -243,6 +287,16 @@ def build(name: str, **options: Any) -> Perturbation:
             f"perturbation {name!r} got unknown option(s) {unknown}; it accepts {accepted or 'no options'}"
         )
     return cls(**options)
+
+
+def add_features(model: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """``batch`` plus ``batch[FEATURES_KEY]``: the model's audio front-end output (no gradient), for the
+    feature-domain perturbations; `robustlab.attacks.predict` then classifies through ``model.backbone``."""
+    if "audio" not in batch:
+        raise PerturbationError(f"add_features: the batch has no 'audio' key; it has {sorted(batch)}")
+    with torch.no_grad():
+        feats = model.to_features({m: batch[m] for m in model.spec.modalities})["audio"]
+    return {**batch, FEATURES_KEY: feats}
 
 
 def per_sample_power(x: Tensor) -> Tensor:

@@ -263,3 +263,29 @@ class NoiseBankNoise(_SNRNoise):
     def describe(self, level: float) -> str:
         level = self.check_level(level)
         return f"noise from {Path(self.folder).name!r} at {level:g} dB SNR"
+
+
+@register
+class FeatureGaussianNoise(Perturbation):
+    """Gaussian noise added to the audio front-end's features (``domain = "features"``) at an SNR in dB
+    against each clip's feature power (the mean square of its normalised log-mel / fbank map, or of the
+    waveform for raw-waveform models). Levels: 30, 20, 10, 5, 0, -5 dB."""
+
+    name = "feat_gaussian_noise"
+    modality = "audio"
+    domain = "features"
+    level_kind = "snr_db"
+    default_levels = SNR_LEVELS_DB
+    stochastic = True
+    monotonic = True
+
+    def perturb(
+        self, x: Tensor, level: float, *, sample_rate: int | None, generator: torch.Generator, seed: int
+    ) -> Tensor:
+        noise = torch.randn(x.shape, generator=generator, dtype=torch.float64)
+        noise = noise.to(device=x.device, dtype=x.dtype)
+        return x + scale_noise_to_snr(x, noise, level)
+
+    def describe(self, level: float) -> str:
+        level = self.check_level(level)
+        return f"Gaussian noise on the features at {level:g} dB SNR"

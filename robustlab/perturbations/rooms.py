@@ -17,9 +17,18 @@ the bank. RIRs start at their direct path (no propagation delay) and have unit e
 Cost is kept low by capping the image-source order at `MAX_ORDER` (30) and cutting RIRs at ``1.5 * RT60``:
 about 0.1-0.3 s per RIR on one CPU core at 8-16 kHz.
 
+Rooms with several sources (a talker and a loudspeaker, say) for over-the-air studies: `RoomSpec` holds one
+room's parameters (size, wall absorption, source and microphone positions), `room_split` draws a seeded set of
+them by Latin-hypercube sampling of (RT60, length, width, height) and splits it into rooms to optimise on and
+held-out rooms to evaluate on. Every room owns a stratum of each of those four parameters that no other room
+shares, so a held-out room differs from every optimisation room in each of them *by construction*; positions
+are drawn per room. `simulate_rooms` gives their RIRs (one per source, same simulator as above).
+
 Example:
     >>> bank = room_bank((0, "reverb", 8000, 3, 3), 8000, (0.45, 0.45, 0.45))
     >>> wet = convolve(x, bank.rirs[[0, 2, 1]])         # (B, T) clips, one RIR each
+    >>> fit, held_out = room_split(12, 8, seed=0)        # disjoint room sets (RoomSpec tuples)
+    >>> rooms = simulate_rooms(held_out, 8000)           # rirs (8, 2, L): per room, per source
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import functools
 import logging
 import time
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -54,20 +64,40 @@ class RIRBank(NamedTuple):
     rt60: tuple[float, ...]
 
 
+def shoebox_rirs(
+    dims: np.ndarray, absorption: float, sources: np.ndarray, mic: np.ndarray, sample_rate: int,
+    max_order: int,
+) -> list[np.ndarray]:
+    """Raw RIRs (float64, propagation delay included) from each source to one microphone of a shoebox room.
+
+    Args:
+        dims: room (length, width, height) in metres.
+        absorption: energy absorption coefficient of every wall, in (0, 1].
+        sources: (S, 3) source positions (m).
+        mic: (3,) microphone position (m).
+        sample_rate: Hz.
+        max_order: image-source reflection order (capped at `MAX_ORDER`).
+    """
+    import pyroomacoustics as pra
+
+    room = pra.ShoeBox(
+        dims, fs=sample_rate, materials=pra.Material(float(absorption)),
+        max_order=min(int(max_order), MAX_ORDER), air_absorption=False,
+    )
+    for src in np.atleast_2d(sources):
+        room.add_source(src)
+    room.add_microphone(mic)
+    room.compute_rir()
+    return [np.asarray(room.rir[0][s], dtype=np.float64) for s in range(len(np.atleast_2d(sources)))]
+
+
 def _shoebox_rir(
     dims: np.ndarray, rt60: float, src: np.ndarray, mic: np.ndarray, sample_rate: int
 ) -> np.ndarray:
     import pyroomacoustics as pra
 
     e_absorption, max_order = pra.inverse_sabine(rt60, dims)
-    room = pra.ShoeBox(
-        dims, fs=sample_rate, materials=pra.Material(e_absorption), max_order=min(int(max_order), MAX_ORDER),
-        air_absorption=False,
-    )
-    room.add_source(src)
-    room.add_microphone(mic)
-    room.compute_rir()
-    rir = np.asarray(room.rir[0][0], dtype=np.float64)
+    rir = shoebox_rirs(dims, e_absorption, src, mic, sample_rate, max_order)[0]
     return rir[int(np.argmax(np.abs(rir))) :]  # start at the direct path: no propagation delay
 
 
@@ -158,3 +188,189 @@ def convolve(x: Tensor, rirs: Tensor) -> Tensor:
     from ..stack import torchaudio
 
     return torchaudio.functional.fftconvolve(x, rirs)[..., : x.shape[-1]]
+
+
+# ----------------------------------------------------------------------------------------------- room sets
+
+#: default parameter ranges of `room_split`: target RT60 (s) and room length / width / height (m)
+ROOM_RANGES: dict[str, tuple[float, float]] = {
+    "rt60": (0.15, 0.7),
+    "length": (3.0, 9.0),
+    "width": (2.5, 7.0),
+    "height": (2.4, 3.6),
+}
+#: minimum distance (m) of sources and microphone from the walls, and between a source and the microphone
+WALL_MARGIN, MIN_SOURCE_MIC = 0.4, 0.7
+
+
+@dataclass(frozen=True)
+class RoomSpec:
+    """One shoebox room with its sources and one microphone (all lengths in metres).
+
+    Attributes:
+        index: the room's row in the Latin-hypercube draw of its `room_split`.
+        strata: its stratum (0 .. n-1 of the split's n rooms) of RT60, length, width and height, in that
+            order.
+        dims: (length, width, height).
+        rt60: design RT60 (s), from which Sabine's formula gives the wall absorption.
+        absorption: energy absorption coefficient of every wall (`pyroomacoustics.inverse_sabine`).
+        max_order: image-source order (capped at `MAX_ORDER`).
+        sources: positions of the sources (source 0: the talker; source 1: the loudspeaker, ...).
+        mic: position of the microphone.
+    """
+
+    index: int
+    strata: tuple[int, int, int, int]
+    dims: tuple[float, float, float]
+    rt60: float
+    absorption: float
+    max_order: int
+    sources: tuple[tuple[float, float, float], ...]
+    mic: tuple[float, float, float]
+
+    def to_json(self) -> dict:
+        """JSON form (for result rows)."""
+        return {
+            "index": self.index, "strata": list(self.strata), "dims": list(self.dims), "rt60": self.rt60,
+            "absorption": self.absorption, "max_order": self.max_order,
+            "sources": [list(p) for p in self.sources], "mic": list(self.mic),
+        }
+
+
+def _position(rng: np.random.Generator, dims: np.ndarray) -> np.ndarray:
+    lo = np.array([WALL_MARGIN, WALL_MARGIN, 1.0])
+    hi = np.array([dims[0] - WALL_MARGIN, dims[1] - WALL_MARGIN, min(1.9, dims[2] - WALL_MARGIN)])
+    return rng.uniform(lo, hi)
+
+
+def _room_from_row(
+    index: int, strata: tuple[int, ...], values: dict[str, float], n_sources: int, rng: np.random.Generator
+) -> RoomSpec:
+    import pyroomacoustics as pra
+
+    dims = np.array([values["length"], values["width"], values["height"]])
+    absorption, order = pra.inverse_sabine(values["rt60"], dims)
+    absorption = float(min(max(absorption, 1e-3), 1.0))
+    mic = _position(rng, dims)
+    sources = []
+    for _ in range(n_sources):
+        for _ in range(200):
+            p = _position(rng, dims)
+            if np.linalg.norm(p - mic) >= MIN_SOURCE_MIC:
+                break
+        sources.append(tuple(float(v) for v in p))
+    return RoomSpec(
+        index=index, strata=tuple(int(v) for v in strata), dims=tuple(float(v) for v in dims),
+        rt60=float(values["rt60"]), absorption=absorption, max_order=int(min(order, MAX_ORDER)),
+        sources=tuple(sources), mic=tuple(float(v) for v in mic),
+    )
+
+
+def room_split(
+    n_fit: int, n_eval: int, seed: int = 0, *, n_sources: int = 2,
+    ranges: dict[str, tuple[float, float]] | None = None,
+) -> tuple[tuple[RoomSpec, ...], tuple[RoomSpec, ...]]:
+    """A seeded set of ``n_fit + n_eval`` rooms split into rooms to optimise on and held-out rooms.
+
+    Latin-hypercube sampling: each of RT60, length, width and height is cut into ``n = n_fit + n_eval``
+    equal strata and every room gets a different stratum of each (independent seeded permutations), a uniform
+    value inside it, and its own source and microphone positions. A seeded permutation of the rooms then picks
+    the ``n_eval`` held-out ones. No two rooms share a stratum of any parameter, so every held-out room
+    differs from every optimisation room in RT60, length, width and height: disjoint by construction, not by
+    chance.
+
+    Args:
+        n_fit: rooms to optimise on (>= 1).
+        n_eval: held-out rooms (>= 1).
+        seed: seeds the whole draw and the split.
+        n_sources: sources per room.
+        ranges: parameter ranges (default `ROOM_RANGES`; keys rt60, length, width, height).
+
+    Raises:
+        PerturbationError: bad counts or ranges.
+    """
+    if n_fit < 1 or n_eval < 1 or n_sources < 1:
+        raise PerturbationError(
+            f"room_split: need n_fit >= 1, n_eval >= 1 and n_sources >= 1, got {n_fit}, {n_eval}, {n_sources}"
+        )
+    rng_ranges = dict(ROOM_RANGES)
+    rng_ranges.update(ranges or {})
+    unknown = set(rng_ranges) - set(ROOM_RANGES)
+    if unknown:
+        raise PerturbationError(f"room_split: unknown ranges {sorted(unknown)}; known: {sorted(ROOM_RANGES)}")
+    for key, (lo, hi) in rng_ranges.items():
+        if not 0 < lo <= hi:
+            raise PerturbationError(
+                f"room_split: range {key} must be (lo, hi) with 0 < lo <= hi, got {(lo, hi)}"
+            )
+    if 2 * WALL_MARGIN >= min(rng_ranges["width"][0], rng_ranges["length"][0]):
+        raise PerturbationError(f"room_split: rooms must be wider than {2 * WALL_MARGIN} m")
+    n = n_fit + n_eval
+    rng = numpy_generator(seed, "room-split", n_fit, n_eval, n_sources, sorted(rng_ranges.items()))
+    strata = {k: rng.permutation(n) for k in ROOM_RANGES}
+    rooms = []
+    for i in range(n):
+        values = {}
+        for k, (lo, hi) in rng_ranges.items():
+            u = (strata[k][i] + rng.uniform()) / n
+            values[k] = lo + (hi - lo) * u
+        rooms.append(_room_from_row(i, tuple(strata[k][i] for k in ROOM_RANGES), values, n_sources, rng))
+    held = set(rng.permutation(n)[:n_eval].tolist())
+    fit = tuple(r for r in rooms if r.index not in held)
+    ev = tuple(r for r in rooms if r.index in held)
+    return fit, ev
+
+
+class RoomSet(NamedTuple):
+    """Simulated rooms: RIRs ``(rooms, sources, L)`` float32 (unit energy per source; cut at the talker's
+    direct path, so the sources keep their relative delays), measured T30 RT60 per room (source 0), specs."""
+
+    rirs: Tensor
+    rt60: tuple[float, ...]
+    specs: tuple[RoomSpec, ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _simulate_rooms(specs: tuple[RoomSpec, ...], sample_rate: int, max_seconds: float) -> RoomSet:
+    t0 = time.perf_counter()
+    length = max(1, int(round(max_seconds * sample_rate)))
+    out = []
+    measured = []
+    for spec in specs:
+        rirs = shoebox_rirs(np.array(spec.dims), spec.absorption, np.array(spec.sources), np.array(spec.mic),
+                            sample_rate, spec.max_order)
+        start = int(np.argmax(np.abs(rirs[0])))
+        rows = []
+        for r in rirs:
+            r = r[start : start + length]
+            rows.append(r / max(float(np.sqrt(np.sum(r**2))), 1e-12))
+        measured.append(measure_rt60(rirs[0][start:], sample_rate))
+        out.append(rows)
+    width = max(len(r) for rows in out for r in rows)
+    t = torch.zeros(len(specs), len(specs[0].sources), width)
+    for i, rows in enumerate(out):
+        for j, r in enumerate(rows):
+            t[i, j, : len(r)] = torch.from_numpy(r.astype(np.float32))
+    log.debug("simulated %d rooms x %d sources at %d Hz in %.2f s", len(specs), len(specs[0].sources),
+              sample_rate, time.perf_counter() - t0)
+    return RoomSet(t, tuple(measured), specs)
+
+
+def simulate_rooms(specs: tuple[RoomSpec, ...], sample_rate: int, max_seconds: float = 1.0) -> RoomSet:
+    """The RIRs of ``specs`` (every source to the microphone), simulated once per argument tuple and cached.
+
+    Args:
+        specs: rooms of one `room_split` half (same number of sources each).
+        sample_rate: Hz.
+        max_seconds: RIRs are cut this long after the talker's direct path.
+    """
+    if not specs:
+        raise PerturbationError("simulate_rooms: no rooms given")
+    if len({len(s.sources) for s in specs}) != 1:
+        raise PerturbationError("simulate_rooms: every room needs the same number of sources")
+    if int(sample_rate) <= 0 or not max_seconds > 0:
+        raise PerturbationError(
+            "simulate_rooms: need a positive sample_rate and max_seconds, "
+            f"got {sample_rate!r}, {max_seconds!r}"
+        )
+    return _simulate_rooms(tuple(specs), int(sample_rate), float(max_seconds))

@@ -11,12 +11,14 @@ A cell record (``<run>/cells/<cell-id>.json``)::
     {"format": 1, "cell": "...", "status": "done" | "failed", "kind": ..., "model": ..., "condition": {...},
      "seed": 0, "tier": "smoke", "limit": 128, "rows": [...],            # rows: results, no timings
      "error": null, "traceback": null,
+     "artefacts": {name: {"media_type", "sha256", "size", "base64"}},   # only when the cell attached files
      "timing": {"wall_s", "cpu_s", "started", "finished"}, "memory": {"peak_rss_mb", "cuda_peak_mb"},
      "worker": {"executor", "host", "pid", "device", "torch_threads"}}
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -24,6 +26,7 @@ import logging
 import math
 import os
 import random
+import re
 import resource
 import socket
 import time
@@ -36,11 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import write_json_atomic, write_text_atomic
+from ..atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 RECORD_FORMAT = 1
+#: largest file a cell may attach (bytes), and the names it may give it
+ARTEFACT_MAX_BYTES = 16 * 2**20
+_ARTEFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -200,13 +206,43 @@ class CellContext:
     """What a kind computes a cell with: its model, its test items, its seed and device.
 
     Models, datasets and items are cached per process (two of each), so consecutive cells of one model on
-    one worker load them once.
+    one worker load them once. A computation writes no files; a file a person should get (a sound, say) is
+    handed over with `attach` and travels in the cell record, and the runner writes it into the run folder.
     """
 
     def __init__(self, cell: Cell, device: str | None = None) -> None:
         self.cell = cell
         self.device = device
         self.seed = cell.derived_seed
+        self.artefacts: dict[str, dict[str, Any]] = {}
+
+    def attach(self, name: str, data: bytes, media_type: str) -> str:
+        """Hand over a file for the run folder (a WAV of a jammer, say); returns its path in the run folder,
+        ``artefacts/<cell id>/<name>``, for the cell's rows to cite.
+
+        The bytes travel in the cell record (base64, so the cross-run cache and remote executors keep them);
+        the runner writes them when the run is assembled (`write_artefacts`).
+
+        Raises:
+            ValueError: a bad or repeated name, or more than `ARTEFACT_MAX_BYTES` bytes.
+        """
+        if not isinstance(name, str) or not _ARTEFACT_NAME.match(name):
+            raise ValueError(
+                f"artefact name {name!r} must be 1-128 characters of [A-Za-z0-9_.-], not starting with '.', "
+                "'_' or '-'"
+            )
+        if name in self.artefacts:
+            raise ValueError(f"artefact {name!r} is attached twice by cell {self.cell.id}")
+        data = bytes(data)
+        if len(data) > ARTEFACT_MAX_BYTES:
+            raise ValueError(f"artefact {name!r} has {len(data)} bytes; at most {ARTEFACT_MAX_BYTES} allowed")
+        self.artefacts[name] = {
+            "media_type": str(media_type),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "base64": base64.b64encode(data).decode("ascii"),
+        }
+        return artefact_path(self.cell.id, name)
 
     def model(self) -> Any:
         """The zoo model (eval mode), checked against the planned checkpoint hash."""
@@ -279,8 +315,11 @@ def execute_cell(cell: Cell, *, executor: str = "local", device: str | None = No
     try:
         seed_everything(cell.derived_seed)
         kind = get_kind(cell.kind, cell.kind_module)
-        rows = kind.run_cell(cell, CellContext(cell, device))
+        ctx = CellContext(cell, device)
+        rows = kind.run_cell(cell, ctx)
         record["rows"] = clean_rows(rows, cell)
+        if ctx.artefacts:
+            record["artefacts"] = ctx.artefacts
         record["status"] = "done"
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
         record["status"] = "failed"
@@ -367,6 +406,33 @@ def to_json(v: Any) -> Any:
     raise TypeError(f"cannot store {type(v).__name__} {v!r} in a result row")
 
 
+def artefact_path(cid: str, name: str) -> str:
+    """Where artefact ``name`` of cell ``cid`` lives in a run folder (POSIX, relative)."""
+    return f"artefacts/{cid}/{name}"
+
+
+def write_artefacts(run_dir: Path, record: Mapping[str, Any]) -> list[str]:
+    """Write the artefacts a finished cell record carries into ``run_dir`` (atomically; a file already there
+    with the same sha256 is kept). Returns their relative paths.
+
+    Raises:
+        ValueError: an artefact whose bytes do not match its recorded sha256 or size, or a bad name.
+    """
+    out = []
+    for name, art in (record.get("artefacts") or {}).items():
+        if not _ARTEFACT_NAME.match(str(name)):
+            raise ValueError(f"cell {record.get('cell')}: bad artefact name {name!r}")
+        data = base64.b64decode(art["base64"])
+        if hashlib.sha256(data).hexdigest() != art.get("sha256") or len(data) != art.get("size"):
+            raise ValueError(f"cell {record.get('cell')}: artefact {name!r} does not match its sha256 / size")
+        rel = artefact_path(str(record["cell"]), str(name))
+        path = Path(run_dir) / rel
+        if not (path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == art["sha256"]):
+            write_bytes_atomic(path, data)
+        out.append(rel)
+    return out
+
+
 def read_record(path: Path, expected_id: str | None = None) -> dict[str, Any] | None:
     """A finished cell record at ``path``, or None when missing, unreadable, failed or for another cell."""
     try:
@@ -387,8 +453,10 @@ def read_record(path: Path, expected_id: str | None = None) -> dict[str, Any] | 
 
 
 __all__ = [
+    "ARTEFACT_MAX_BYTES",
     "Cell",
     "CellContext",
+    "artefact_path",
     "cell_id",
     "clean_rows",
     "derive_seed",
@@ -397,6 +465,7 @@ __all__ = [
     "record_skeleton",
     "seed_everything",
     "to_json",
+    "write_artefacts",
     "write_json_atomic",
     "write_text_atomic",
 ]

@@ -5,6 +5,7 @@ Run folder ``<root>/<study>/<YYYYmmdd-HHMMSS>-<id>/``::
     study.toml      the resolved study (a valid study file; `run <it>` reproduces the run)
     env.json        versions, device, git sha, seeds, model / dataset fingerprints, command
     cells/<id>.json one record per cell (see `robustlab.studies.cells`), written atomically
+    artefacts/<id>/ files the cells handed over (`CellContext.attach`: a jammer's WAV, ...), from the records
     results.jsonl   one row per measurement, from the cell records (+ run-level derived rows)
     summary.json    cell counts (total, done, reused, cached, computed, failed), failures, wall time
     report.md, report.html, figures/*.png   rendered from the files above (`robustlab.reports`)
@@ -27,7 +28,14 @@ from typing import Any
 
 from .. import paths
 from .cache import CellCache
-from .cells import Cell, read_record, record_skeleton, write_json_atomic, write_text_atomic
+from .cells import (
+    Cell,
+    read_record,
+    record_skeleton,
+    write_artefacts,
+    write_json_atomic,
+    write_text_atomic,
+)
 from .executors import Executor, LocalExecutor
 from .kinds import ModelInfo, RunInfo, get_kind
 from .kinds.base import Condition, RowIndex, RowSource, StudyKind
@@ -279,6 +287,14 @@ def run_study(
     finally:
         progress.close()
 
+    artefacts = 0
+    for cell in plan.cells:
+        rec = records.get(cell.id) or {}
+        if rec.get("status") == "done" and rec.get("artefacts"):
+            try:
+                artefacts += len(write_artefacts(run, rec))
+            except (OSError, ValueError) as exc:
+                log.error("artefacts of cell %s not written: %s", cell.id, exc)
     rows = collect_rows(study, plan.cells, records)
     rows += derived_rows(study, rows, run, plan.facts)
     from ..reports.results import write_results
@@ -310,6 +326,7 @@ def run_study(
         "cells_computed": counts["computed"],
         "cells_failed": len(failed),
         "rows": len(rows),
+        "artefacts": artefacts,
         "failed": failed,
         "models_failed": plan.model_errors,
         "parts": {

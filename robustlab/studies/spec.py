@@ -3,13 +3,15 @@
 A study file::
 
     description = "PGD and white noise on two synth-av models"
-    models = ["vggish.base_synthav", "fusion_late.base_synthav"]   # zoo ids or patterns ("*.base_fsdd")
+    models = ["vggish.base_synthav", "fusion_late.base_synthav"]   # zoo ids, patterns ("*.base_fsdd") or
+                                      # seed variants ("vggish.base_synthav@seed1")
     datasets = ["synth-av"]           # optional: keep only models of these datasets
     seeds = [0]                       # one set of cells per seed
     default_tier = "smoke"
 
     [tiers.smoke]                     # tiers: a row limit plus option overrides
     limit = 128                       # first `limit` test items (smoke: at most 128); no limit = whole split
+    models = ["vggish.base_synthav"]  # optional: this tier's own models (ids or patterns)
     steps = 10                        # applies to every part whose kind has an option `steps`
     [tiers.smoke.noise]               # overrides for the part named "noise" only
     levels = [20, 0]
@@ -30,6 +32,7 @@ own studies); else the studies shipped inside the package (``robustlab/studies/f
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -84,12 +87,15 @@ class PartSpec:
 
 @dataclass(frozen=True)
 class TierSpec:
-    """A tier: the test-item limit (None = whole split) and option overrides (global and per part)."""
+    """A tier: the test-item limit (None = whole split), option overrides (global and per part) and
+    optionally its own models (``models = [...]`` in the tier table: a smoke tier on a subset that trains
+    fast, say; a ``models=`` override still wins)."""
 
     name: str
     limit: int | None
     options: Mapping[str, Any]
     part_options: Mapping[str, Mapping[str, Any]]
+    models: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ class StudySpec:
             raise StudyError(
                 f"the smoke tier runs at most {SMOKE_MAX_LIMIT} examples; got limit {lim or 'all'}"
             )
-        models_over = top.get("models")
+        models_over = top.get("models", t.models)
         infos = dict(self.models)
         parts = []
         for p in self.parts:
@@ -160,7 +166,7 @@ class StudySpec:
                 listed = _override(new_models, tuple[str, ...], f"{p.name}.models")
                 cat = catalog if catalog is not None else zoo_catalog()
                 model_ids = _resolve_models(listed, None, cat, f"override {p.name}.models")
-                infos.update({m: cat[m] for m in model_ids})
+                infos.update({m: model_info(cat, m) for m in model_ids})
             kind = get_kind(p.kind)
             table = _merge(dict(p.grid), t.options, kind)
             table.update(t.part_options.get(p.name, {}))
@@ -377,7 +383,7 @@ def parse_study(
         if datasets is not None:
             datasets = _coerce(datasets, tuple[str, ...], source, "datasets")
         model_ids = _resolve_models(listed, datasets, cat, f"{source}: {where} ({pname})")
-        infos.update({m: cat[m] for m in model_ids})
+        infos.update({m: model_info(cat, m) for m in model_ids})
         grid = raw.get("grid", {})
         if not isinstance(grid, dict):
             raise StudyError(f"{source}: {where}.grid must be a table")
@@ -414,11 +420,14 @@ def _parse_tiers(raw: Any, parts: list[PartSpec], source: str) -> dict[str, Tier
         if not isinstance(table, dict):
             raise StudyError(f"{source}: [{where}] must be a table")
         limit = None
+        models: tuple[str, ...] | None = None
         options: dict[str, Any] = {}
         per_part: dict[str, dict[str, Any]] = {}
         for key, value in table.items():
             if key == "limit":
                 limit = _limit(_coerce(value, int, source, f"{where}.limit"), f"{source}: {where}.limit")
+            elif key == "models":
+                models = tuple(_coerce(value, tuple[str, ...], source, f"{where}.models"))
             elif key in part_names and isinstance(value, dict):
                 part = next(p for p in parts if p.name == key)
                 known = option_types(KINDS.get(part.kind).Options)
@@ -433,12 +442,12 @@ def _parse_tiers(raw: Any, parts: list[PartSpec], source: str) -> dict[str, Tier
                 options[key] = value
             else:
                 raise StudyError(
-                    f"{source}: unknown key {key!r} in [{where}]; expected 'limit', a part name "
+                    f"{source}: unknown key {key!r} in [{where}]; expected 'limit', 'models', a part name "
                     f"({', '.join(sorted(part_names))}) or an option ({', '.join(sorted(option_names))})"
                 )
         if tname == "smoke" and (limit is None or limit > SMOKE_MAX_LIMIT):
             raise StudyError(f"{source}: [tiers.smoke] limit must be set and at most {SMOKE_MAX_LIMIT}")
-        tiers[tname] = TierSpec(tname, limit, options, per_part)
+        tiers[tname] = TierSpec(tname, limit, options, per_part, models)
     return tiers
 
 
@@ -532,16 +541,41 @@ def _resolve_models(
                 raise StudyError(f"{where}: model pattern {entry!r} matches no zoo model")
         elif entry in catalog:
             hits = [entry]
+        elif _variant_info(entry, catalog) is not None:  # a seed variant <id>@seed<N> of a zoo recipe
+            hits = [entry]
         else:
             close = [m for m in sorted(catalog) if m.split(".")[0] == entry.split(".")[0]][:8]
             hint = f"; similar: {', '.join(close)}" if close else ""
             raise StudyError(f"{where}: unknown model id {entry!r} (not in the zoo){hint}")
         out.extend(h for h in hits if h not in out)
     if datasets is not None:
-        out = [m for m in out if catalog[m].dataset in datasets]
+        out = [m for m in out if model_info(catalog, m).dataset in datasets]
     if not out:
         raise StudyError(f"{where}: no models left (datasets filter {list(datasets or [])})")
     return tuple(out)
+
+
+def _variant_info(model_id: str, catalog: Mapping[str, ModelInfo]) -> ModelInfo | None:
+    """The `ModelInfo` of a seed variant ``<id>@seed<N>`` of a catalog recipe (None: not such a variant)."""
+    from ..train.recipe import RecipeError, seed_variant
+
+    try:
+        base, seed = seed_variant(model_id)
+    except RecipeError:
+        return None
+    if seed is None or base not in catalog:
+        return None
+    return dataclasses.replace(catalog[base], id=model_id)
+
+
+def model_info(catalog: Mapping[str, ModelInfo], model_id: str) -> ModelInfo:
+    """``catalog[model_id]``, or the info of a seed variant of a catalog recipe (``<id>@seed<N>``)."""
+    if model_id in catalog:
+        return catalog[model_id]
+    info = _variant_info(model_id, catalog)
+    if info is None:
+        raise KeyError(model_id)
+    return info
 
 
 def _limit(value: int, where: str) -> int | None:

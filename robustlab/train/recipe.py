@@ -26,9 +26,19 @@ A recipe file::
     modality = "audio"               # audio | visual | both (joint) | alternate (one per batch)
     steps = 7
     fraction = 1.0                   # share of each batch replaced by adversarial examples
+    [pretrain]                       # optional: self-supervised pre-training instead of supervised training
+    method = "npid"                  # NPID instance discrimination (robustlab.train.pretrain), see `Pretrain`
+    [init]                           # optional: start from a stored checkpoint (fine-tuning), see `InitFrom`
+    from = "vggish.npid_synthav"     # its encoder and front-end; the head is new for this recipe's dataset
+    freeze_backbone = false          # true: train the head only (the front-end and encoder stay frozen)
     [full]                           # optional overrides for the GPU-sized variant (same tables)
 
 The id comes from the file name: ``vggish.base_fsdd`` (tag = ``<recipe>_<dataset>``).
+
+**Seed variants.** ``<id>@seed<N>`` (``fusion_late.pgdat_synthav@seed1``) is the recipe ``<id>`` with
+``[train] seed = N``: `load_recipe` resolves it from the same file, and the zoo stores it as its own model
+(``checkpoints/<id>@seed<N>/``), so a study can replicate a training run under other seeds without a copied
+recipe file. ``N`` must differ from the recipe's own seed (that model is ``<id>`` itself).
 """
 
 from __future__ import annotations
@@ -192,6 +202,85 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     max_train_items: int | None = None  # cap for quick runs
+    #: share of the training split whose labels are used (seeded, class-stratified; fine-tuning curves)
+    label_fraction: float = 1.0
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """Self-supervised pre-training (``[pretrain]``): NPID instance discrimination (Wu et al., CVPR 2018), as
+    the DLS paper pre-trains ESResNet; rules in `train.pretrain`. Labels are read for evaluation only
+    (the weighted kNN per epoch) and, when ``head_epochs > 0``, to fit the classifier head on the frozen
+    encoder after pre-training.
+
+    Attributes:
+        method: ``"npid"``.
+        dim: size of the L2-normalised embedding kept in the memory bank (a linear projection of the
+            encoder's clip embedding).
+        negatives: K noise samples per example of the NCE loss.
+        temperature: tau of the non-parametric softmax ``exp(v . f / tau)``.
+        momentum: memory-bank update ``v <- normalise(m v + (1 - m) f)``.
+        bank_init: ``"features"`` (the memory bank starts as the initial encoder's embeddings, so the first
+            epoch does not pull every clip towards a random target) or ``"random"`` (NPID's uniform rows).
+        loss: ``"nce"`` (NCE with ``negatives`` noise samples, the seed protocol) or ``"softmax"`` (the exact
+            non-parametric softmax over the whole bank; affordable for small datasets).
+        knn_k: neighbours of the weighted kNN evaluation (votes ``exp(similarity / knn_temperature)``).
+        knn_temperature: tau of the kNN votes (None: ``temperature``).
+        knn_every: epochs between two kNN evaluations (the last epoch is always evaluated).
+        knn_database: ``"features"`` (eval-mode embeddings of the labelled training examples, recomputed) or
+            ``"bank"`` (their memory-bank rows, NPID's shortcut).
+        extra_data: more unlabelled audio: ``[{ name = "fsdd", options = {...}, split = "train" }]``,
+            resampled to the recipe dataset's rate and cut / zero-padded to its clip length.
+        shift: views: each example is circularly shifted in time by up to this fraction of the clip (uniform,
+            either direction) before the encoder sees it; 0 = off.
+        gain_db: views: a random gain, uniform in +-``gain_db`` dB (the waveform stays clipped to [-1, 1]).
+        tilt_db: views: a random spectral tilt, uniform in +-``tilt_db`` dB per octave.
+        freq_shift: views: the front-end features shifted along frequency by up to this fraction of the bins
+            (close to a pitch shift on a log-mel map; needs a spectrogram front-end); 0 = off.
+        noise_snr: views: ``[lo, hi]`` adds noise of a random colour at an SNR uniform in [lo, hi] dB; ``[]``
+            off. (Views are what instance discrimination must be invariant to: without them an encoder may
+            tell clips apart by their background noise alone; see `train.pretrain.training.random_view`.)
+        head_epochs: epochs of head-only training on the frozen encoder after pre-training (0: the stored
+            head stays at its random initialisation and the card says so).
+        head_lr: learning rate of that head fit.
+    """
+
+    method: str = "npid"
+    dim: int = 128
+    negatives: int = 64
+    temperature: float = 0.4
+    momentum: float = 0.5
+    bank_init: str = "features"
+    loss: str = "nce"
+    knn_k: int = 5
+    knn_temperature: float | None = None
+    knn_every: int = 1
+    knn_database: str = "features"
+    extra_data: list[dict[str, Any]] = field(default_factory=list)
+    shift: float = 0.0
+    gain_db: float = 0.0
+    tilt_db: float = 0.0
+    freq_shift: float = 0.0
+    noise_snr: list[float] = field(default_factory=list)
+    head_epochs: int = 10
+    head_lr: float = 0.003
+
+
+@dataclass(frozen=True)
+class InitFrom:
+    """Fine-tuning (``[init]``): start from a stored checkpoint's weights (trained on demand).
+
+    The front-end and encoder weights (and the front-end's normalisation statistics, which the encoder was
+    trained on) are copied from the checkpoint of model ``from`` (same architecture and arch args); the head
+    is new, built for this recipe's dataset. All layers train unless ``freeze_backbone``.
+
+    Attributes:
+        source: zoo model id (the ``from`` key of the table).
+        freeze_backbone: train the head only; the front-end and encoder stay frozen (BatchNorm in eval mode).
+    """
+
+    source: str
+    freeze_backbone: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,6 +327,8 @@ class Recipe:
     description: str = ""
     size: str = "default"  # default | full
     source: str = ""
+    pretrain: Pretrain | None = None
+    init: InitFrom | None = None
 
     @property
     def tag(self) -> str:
@@ -249,7 +340,9 @@ class Recipe:
         return d
 
 
-_TOP_KEYS = {"arch", "arch_args", "data", "train", "augment", "adversarial", "description", "full"}
+_TOP_KEYS = {
+    "arch", "arch_args", "data", "train", "augment", "adversarial", "description", "full", "pretrain", "init"
+}
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str, source: str) -> None:
@@ -386,6 +479,72 @@ def _build_adversarial(table: Any, source: str) -> Adversarial:
     return dataclasses.replace(adv, eps=eps_out, step_size=step_size, steps=steps)
 
 
+def _build_pretrain(table: Any, source: str) -> Pretrain:
+    """The [pretrain] table, validated."""
+    where = "[pretrain]"
+    if not isinstance(table, dict):
+        raise RecipeError(f"{source}: {where} must be a table, got {type(table).__name__}")
+    table = dict(table)
+    extra = table.pop("extra_data", [])
+    knn_t = table.pop("knn_temperature", None)
+    noise_snr = table.pop("noise_snr", [])
+    pre = _build(Pretrain, table, "pretrain", source)
+    _in(pre.method, ("npid",), f"{where} method", source)
+    _in(pre.loss, ("nce", "softmax"), f"{where} loss", source)
+    _in(pre.bank_init, ("features", "random"), f"{where} bank_init", source)
+    _in(pre.knn_database, ("features", "bank"), f"{where} knn_database", source)
+    for key, least in (("dim", 1), ("negatives", 1), ("knn_k", 1), ("knn_every", 1), ("head_epochs", 0)):
+        if getattr(pre, key) < least:
+            raise RecipeError(f"{source}: {where} {key} = {getattr(pre, key)!r} must be >= {least}")
+    for key in ("temperature", "head_lr"):
+        if not getattr(pre, key) > 0:
+            raise RecipeError(f"{source}: {where} {key} = {getattr(pre, key)!r} must be > 0")
+    _between(pre.momentum, 0.0, 1.0, f"{where} momentum", source)
+    _between(pre.shift, 0.0, 1.0, f"{where} shift", source)
+    _between(pre.freq_shift, 0.0, 1.0, f"{where} freq_shift", source)
+    for key in ("gain_db", "tilt_db"):
+        if getattr(pre, key) < 0:
+            raise RecipeError(f"{source}: {where} {key} = {getattr(pre, key)!r} must be >= 0")
+    if knn_t is not None:
+        if isinstance(knn_t, bool) or not isinstance(knn_t, (int, float)) or not knn_t > 0:
+            raise RecipeError(f"{source}: {where} knn_temperature = {knn_t!r} must be a number > 0")
+        knn_t = float(knn_t)
+    if not isinstance(extra, list):
+        raise RecipeError(f"{source}: {where} extra_data must be a list of tables, got "
+                          f"{type(extra).__name__}")
+    clean: list[dict[str, Any]] = []
+    for i, entry in enumerate(extra):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise RecipeError(f"{source}: {where} extra_data[{i}] = {entry!r} needs name = '<dataset>'")
+        _check_keys(entry, {"name", "options", "split"}, f"{where} extra_data[{i}]", source)
+        if not isinstance(entry.get("options", {}), dict):
+            raise RecipeError(f"{source}: {where} extra_data[{i}] options must be a table")
+        clean.append({"name": entry["name"], "options": dict(entry.get("options", {})),
+                      "split": str(entry.get("split", "train"))})
+    if not isinstance(noise_snr, list) or len(noise_snr) not in (0, 2) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in noise_snr
+    ) or (noise_snr and noise_snr[0] > noise_snr[1]):
+        raise RecipeError(f"{source}: {where} noise_snr = {noise_snr!r} must be [] or [lo, hi] dB with "
+                          "lo <= hi")
+    return dataclasses.replace(pre, extra_data=clean, knn_temperature=knn_t,
+                               noise_snr=[float(v) for v in noise_snr])
+
+
+def _build_init(table: Any, source: str) -> InitFrom:
+    """The [init] table, validated (``from`` names the checkpoint to start from)."""
+    where = "[init]"
+    if not isinstance(table, dict):
+        raise RecipeError(f"{source}: {where} must be a table, got {type(table).__name__}")
+    _check_keys(table, {"from", "freeze_backbone"}, where, source)
+    src = table.get("from")
+    if not isinstance(src, str) or "." not in src:
+        raise RecipeError(f"{source}: {where} from = {src!r} must be a zoo model id '<arch>.<tag>'")
+    freeze = table.get("freeze_backbone", False)
+    if not isinstance(freeze, bool):
+        raise RecipeError(f"{source}: {where} freeze_backbone = {freeze!r} must be true or false")
+    return InitFrom(source=src, freeze_backbone=freeze)
+
+
 def _check_modalities(
     arch: str, data: DataConfig, aug: Augment, adv: Adversarial | None, source: str
 ) -> None:
@@ -474,6 +633,14 @@ def parse_recipe(raw: dict[str, Any], recipe_id: str, size: str = "default", sou
             "train adversarially or with a mixup, not both"
         )
     _check_modalities(arch, data, augment, adversarial, source)
+    pretrain = _build_pretrain(raw["pretrain"], source) if "pretrain" in raw else None
+    init = _build_init(raw["init"], source) if "init" in raw else None
+    if pretrain is not None and (adversarial is not None or augment.mixups or init is not None):
+        raise RecipeError(f"{source}: [pretrain] trains without labels; it takes no [adversarial], mixup or "
+                          "[init] (SpecAugment is allowed)")
+    if init is not None and init.source == recipe_id:
+        raise RecipeError(f"{source}: [init] from = {init.source!r} names the recipe itself")
+    _between(train.label_fraction, 0.0, 1.0, "[train] label_fraction", source, open_lo=True)
     return Recipe(
         id=recipe_id,
         arch=arch,
@@ -485,6 +652,8 @@ def parse_recipe(raw: dict[str, Any], recipe_id: str, size: str = "default", sou
         description=str(raw.get("description", "")),
         size=size,
         source=source,
+        pretrain=pretrain,
+        init=init,
     )
 
 
@@ -510,8 +679,48 @@ def find_recipe(recipe_id: str) -> Path:
     raise RecipeError(f"no recipe {recipe_id!r} in {where}; known: {known}")
 
 
+#: the suffix of a seed variant id: ``<recipe id>@seed<N>``
+SEED_SUFFIX = "@seed"
+
+
+def seed_variant(recipe_id: str) -> tuple[str, int | None]:
+    """Split a model id into its recipe id and the training seed of a seed variant.
+
+    ``"fusion_late.pgdat_synthav@seed1"`` -> ``("fusion_late.pgdat_synthav", 1)``; an id without the suffix
+    -> ``(id, None)``.
+
+    Raises:
+        RecipeError: an ``@`` suffix that is not ``@seed<N>`` with N a non-negative integer.
+    """
+    if "@" not in recipe_id:
+        return recipe_id, None
+    base, _, suffix = recipe_id.partition("@")
+    tag = SEED_SUFFIX[1:]
+    digits = suffix.removeprefix(tag)
+    if not base or not suffix.startswith(tag) or not digits.isdigit() or digits != str(int(digits)):
+        raise RecipeError(
+            f"model id {recipe_id!r}: a variant suffix must be '{SEED_SUFFIX}<N>' (N a non-negative integer "
+            f"without leading zeros), e.g. '{base or 'arch.tag'}{SEED_SUFFIX}1'"
+        )
+    return base, int(digits)
+
+
 def load_recipe(recipe: str | Path, size: str = "default") -> Recipe:
-    """Load a recipe by id (``"vggish.base_fsdd"``) or by path to a TOML file."""
+    """Load a recipe by id (``"vggish.base_fsdd"``), seed-variant id (``"vggish.base_fsdd@seed1"``: the same
+    recipe with ``[train] seed = 1``) or path to a TOML file.
+
+    Raises:
+        RecipeError: no such recipe, an invalid file, a malformed variant suffix, or a variant seed equal to
+            the recipe's own seed.
+    """
+    base, seed = (str(recipe), None) if str(recipe).endswith(".toml") else seed_variant(str(recipe))
+    if seed is not None:
+        r = load_recipe(base, size=size)
+        if seed == r.train.seed:
+            raise RecipeError(
+                f"{recipe}: seed {seed} is the recipe's own [train] seed; that model is {base!r}"
+            )
+        return dataclasses.replace(r, id=str(recipe), train=dataclasses.replace(r.train, seed=seed))
     path = Path(recipe) if str(recipe).endswith(".toml") else find_recipe(str(recipe))
     try:
         raw = tomllib.loads(path.read_text())

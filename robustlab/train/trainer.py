@@ -58,6 +58,10 @@ class TrainResult:
     dataset_spec: dict[str, Any] = field(default_factory=dict)
     #: the defense switches on, their settings and costs (``switches``, ``adversarial``, ``latent_path``, ...)
     defense: dict[str, Any] = field(default_factory=dict)
+    #: self-supervised pre-training: protocol, data, kNN curve (``[pretrain]`` recipes, `.pretrain`)
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    #: fine-tuning start (``[init]``: source, copied / new tensors, frozen backbone) and the label fraction
+    init: dict[str, Any] = field(default_factory=dict)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -202,8 +206,13 @@ def train(
     device: str | torch.device | None = None,
     progress: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    curve_splits: tuple[str, ...] = (),
 ) -> TrainResult:
     """Train the recipe's architecture on its dataset and evaluate on val and test.
+
+    A recipe with ``[pretrain]`` is pre-trained without labels instead (`.pretrain.pretrain`); one
+    with ``[init]`` starts from a stored checkpoint (new head; `.pretrain.initialize_from`); a model
+    that declares ``trainable = False`` (an ensemble of trained members) is only evaluated.
 
     Args:
         recipe: a validated `Recipe`.
@@ -211,8 +220,15 @@ def train(
         device: where to train (default: CUDA when present, else CPU).
         progress: show a tqdm bar per epoch (CLI use).
         on_epoch: called with each epoch's metrics row.
+        curve_splits: more splits (``"test"``) evaluated after every epoch, as ``<split>_<metric>`` history
+            entries (learning curves); selection still uses the validation split.
     """
     from .. import models as rmodels
+
+    if recipe.pretrain is not None:
+        from .pretrain.training import pretrain
+
+        return pretrain(recipe, epochs=epochs, device=device, progress=progress, on_epoch=on_epoch)
 
     cfg = recipe.train
     n_epochs = epochs or cfg.epochs
@@ -226,6 +242,8 @@ def train(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = rmodels.create(recipe.arch, spec, **recipe.arch_args)
+    if not getattr(model, "trainable", True):
+        return _evaluate_only(recipe, model, splits, dev, t_start)
 
     log.info("materialising %s splits", recipe.data.name)
     tensors = {name: rdata.materialize(ds) for name, ds in splits.items()}
@@ -233,11 +251,25 @@ def train(
     if cfg.max_train_items is not None and len(tr["label"]) > cfg.max_train_items:
         keep = torch.randperm(len(tr["label"]), generator=gen)[: cfg.max_train_items]
         tr = {k: v[keep] for k, v in tr.items()}
+    init_info: dict[str, Any] = {}
+    if cfg.label_fraction < 1.0:
+        from ..data.labels import stratified_subset
+
+        keep = torch.from_numpy(stratified_subset(tr["label"], cfg.label_fraction, cfg.seed))
+        init_info["label_fraction"] = {"fraction": cfg.label_fraction, "n_labelled": int(keep.numel()),
+                                       "n_train": len(tr["label"])}
+        tr = {k: v[keep] for k, v in tr.items()}
     n_train = len(tr["label"])
 
     fit = getattr(model.frontend, "fit_normalization", None)
     if fit is not None and "audio" in mods:
         fit(tr["audio"][i : i + 256] for i in range(0, n_train, 256))
+    frozen = False
+    if recipe.init is not None:  # after the fit: the pre-trained normalisation comes with the weights
+        from .pretrain.checkpoint_init import initialize_from
+
+        init_info.update(initialize_from(model, recipe.init))
+        frozen = recipe.init.freeze_backbone
     if recipe.augment.specaugment is not None and isinstance(model.frontend, torch.nn.Identity):
         raise ValueError(
             f"{recipe.source}: SpecAugment needs a spectrogram front-end; {recipe.arch} has none"
@@ -286,6 +318,10 @@ def train(
     for epoch in range(1, n_epochs + 1):
         t_epoch = time.perf_counter()
         model.train()
+        if frozen:
+            from .pretrain.checkpoint_init import frozen_train_mode
+
+            frozen_train_mode(model)
         if weights is not None:
             order = torch.multinomial(weights, n_train, replacement=True, generator=gen)
         else:
@@ -384,6 +420,14 @@ def train(
             if score > best_score:
                 best_score, best_epoch = score, epoch
                 best_state = copy.deepcopy(model.state_dict())
+        for split in curve_splits:
+            if split not in tensors:
+                raise ValueError(f"curve split {split!r} is not a split of {recipe.data.name}: "
+                                 f"{sorted(tensors)}")
+            if split != val_name:
+                ts = tensors[split]
+                curve = summarize(predict(model, ts, cfg.eval_batch_size, dev), ts["label"])
+                row.update({f"{split}_{k}": v for k, v in curve.items()})
         history.append(row)
         log.info("%s epoch %d: %s", recipe.id, epoch, {k: round(v, 4) for k, v in row.items()})
         if on_epoch is not None:
@@ -426,4 +470,35 @@ def train(
         dataset_fingerprints={name: ds.spec.fingerprint for name, ds in splits.items()},
         dataset_spec=train_ds.spec.to_dict(),
         defense=defense,
+        init=init_info,
+    )
+
+
+def _evaluate_only(
+    recipe: Recipe, model: ZooModel, splits: dict[str, Any], dev: torch.device, t_start: float
+) -> TrainResult:
+    """A model assembled from trained parts (``trainable = False``: an ensemble): its parts are checked
+    against the recipe's training data (``check_training_data``), then it is evaluated on val and test."""
+    check = getattr(model, "check_training_data", None)
+    if check is not None:
+        check(splits["train"].spec.fingerprint)
+    model.to(dev).eval()
+    metrics = {}
+    for name in ("val", "test"):
+        key = recipe.data.val_split if name == "val" else "test"
+        if key in splits:
+            t = rdata.materialize(splits[key])
+            metrics[name] = summarize(predict(model, t, recipe.train.eval_batch_size, dev), t["label"])
+    model.cpu()
+    rebuild = getattr(model, "rebuild_args", None)
+    if rebuild is not None:  # the card stores what rebuilds the model without its parts' checkpoints
+        model.arch_args = rebuild()
+    return TrainResult(
+        model=model,
+        metrics=metrics,
+        seconds=time.perf_counter() - t_start,
+        selected_epoch=None,
+        dataset_fingerprints={name: ds.spec.fingerprint for name, ds in splits.items()},
+        dataset_spec=splits["train"].spec.to_dict(),
+        defense={"switches": ["assembled"]},
     )

@@ -4,6 +4,10 @@ Example:
     >>> import robustlab.zoo as zoo
     >>> model = zoo.get_or_train("vggish.base_fsdd")      # trains once, then loads from the store
     >>> test = zoo.dataset_for("vggish.base_fsdd", "test")
+    >>> replica = zoo.get_or_train("vggish.base_fsdd@seed1")  # the same recipe trained with seed 1
+
+A seed variant ``<id>@seed<N>`` (`seed_variant`) is a model of its own (its own checkpoint folder); `list`
+shows recipes only.
 """
 
 from __future__ import annotations
@@ -19,8 +23,15 @@ import torch
 
 from ..models.base import ZooModel, num_parameters
 from ..provenance import git_sha, library_versions
-from ..train.recipe import Recipe, list_recipes, load_recipe
-from .store import CheckpointError, find_checkpoint, load_checkpoint, read_card, save_checkpoint
+from ..train.recipe import Recipe, list_recipes, load_recipe, seed_variant
+from .store import (
+    CheckpointError,
+    external_module,
+    find_checkpoint,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +78,18 @@ def train(
     from ..train.trainer import train as run_training
 
     recipe = load_recipe(model_id, size=size)
+    external = external_module(recipe.arch)
+    if external is not None:  # a non-classifier architecture (e.g. a diffusion model) trains itself
+        trained, ext_card = external.train_for_zoo(recipe, epochs=epochs, device=device, progress=progress)
+        folder = save_checkpoint(trained, ext_card)
+        log.info("stored %s in %s", model_id, folder)
+        return load_checkpoint(folder)
     result = run_training(recipe, epochs=epochs, device=device, progress=progress)
     model = result.model
     card: dict[str, Any] = {
         "id": recipe.id,
         "arch": recipe.arch,
-        "arch_args": recipe.arch_args,
+        "arch_args": getattr(model, "arch_args", recipe.arch_args),  # an ensemble stores its resolved members
         "model_spec": model.spec.to_dict(),
         "recipe": recipe.to_dict(),
         "dataset": {
@@ -93,6 +110,8 @@ def train(
             "history": result.history,
             "defense": result.defense,  # switches on, their settings and costs (attack / geometry seconds)
         },
+        **({"pretrain": result.pretrain} if result.pretrain else {}),  # [pretrain]: protocol, data, kNN curve
+        **({"init": result.init} if result.init else {}),  # [init] source checkpoint; label fraction
         "num_parameters": num_parameters(model),
         "git_sha": git_sha(),
         "versions": library_versions(),
@@ -165,4 +184,14 @@ def _modalities(r: Recipe) -> list[str]:
     return [*arch_info(r.arch).modalities]
 
 
-__all__ = ["CheckpointError", "card", "dataset_for", "get_or_train", "list", "load", "recipe", "train"]
+__all__ = [
+    "CheckpointError",
+    "card",
+    "dataset_for",
+    "get_or_train",
+    "list",
+    "load",
+    "recipe",
+    "seed_variant",
+    "train",
+]

@@ -28,6 +28,19 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CARD = "card.json"
 
+#: zoo architectures that are not classifiers (not in `robustlab.models.MODELS`): arch -> the module that
+#: validates their recipes (``check_recipe(recipe)``), trains them from one (``train_for_zoo(recipe, *,
+#: epochs, device, progress) -> (model, card)``) and rebuilds a stored one (``build_from_card(card)``)
+EXTERNAL_ARCHS: dict[str, str] = {"diffusion": "robustlab.diffusion.training"}
+
+
+def external_module(arch: str) -> Any:
+    """The module of a non-classifier zoo architecture (see `EXTERNAL_ARCHS`), or None for a classifier."""
+    import importlib
+
+    name = EXTERNAL_ARCHS.get(arch)
+    return importlib.import_module(name) if name else None
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, tampered with, or not a safetensors file."""
@@ -150,8 +163,12 @@ def load_checkpoint(folder: Path) -> ZooModel:
 
     card = read_card(folder)
     state = verified_state_dict(folder, card)
-    spec = ModelSpec.from_dict(card["model_spec"])
-    model = rmodels.create(card["arch"], spec, **card["arch_args"])
+    external = external_module(card["arch"])
+    if external is not None:
+        model = external.build_from_card(card)
+    else:
+        spec = ModelSpec.from_dict(card["model_spec"])
+        model = rmodels.create(card["arch"], spec, **card["arch_args"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

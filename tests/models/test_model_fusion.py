@@ -107,3 +107,28 @@ def test_bad_fusion_args() -> None:
         create("fusion_late", AV, audio_encoder="nope")
     with pytest.raises(ValueError, match="weights"):
         create("fusion_decision", AV, weights=(0.0, 0.0))
+
+
+def test_early_fusion_balances_the_two_streams_by_default() -> None:
+    args = {k: v for k, v in arch_info("fusion_early").tiny.items() if k != "visual_channels"}
+    model = create("fusion_early", AV, **args)
+    # one log-mel channel + as many visual channels
+    assert model.visual_channels == 1 and model.audio_encoder.in_channels == 2
+    with pytest.raises(ValueError, match="visual_channels"):
+        create("fusion_early", AV, **args, visual_channels=0)
+
+
+def test_early_fusion_modality_dropout_only_in_training() -> None:
+    torch.manual_seed(0)
+    model = create("fusion_early", AV, **{**arch_info("fusion_early").tiny, "modality_dropout": 0.5})
+    feats = model.to_features(batch_for(AV, b=8))
+    model.eval()
+    joint = model._joint(feats)
+    assert (joint[:, :1].abs().amax((1, 2, 3)) > 0).all() and (joint[:, 1:].abs().amax((1, 2, 3)) > 0).all()
+    model.train()
+    joint = model._joint(feats)
+    audio_off = joint[:, :1].abs().amax((1, 2, 3)) == 0
+    visual_off = joint[:, 1:].abs().amax((1, 2, 3)) == 0
+    assert (audio_off ^ visual_off).all()  # p = 0.5: every sample loses exactly one stream
+    with pytest.raises(ValueError, match="modality_dropout"):
+        create("fusion_early", AV, **{**arch_info("fusion_early").tiny, "modality_dropout": 0.7})

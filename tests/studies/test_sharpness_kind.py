@@ -553,8 +553,7 @@ def test_the_shipped_study_resolves_both_tiers(tmp_path: Path, capsys: pytest.Ca
 
     spec = load_study("sharpness")
     assert set(spec.tiers) == {"smoke", "full"} and spec.default_tier == "smoke"
-    zoo_wide = 'models=["*.base_fsdd", "fusion_*.base_synthav", "fusion_*.base_avdigits"]'
-    smoke, full = spec.resolve("smoke"), spec.resolve("full", [zoo_wide])
+    smoke, full = spec.resolve("smoke"), spec.resolve("full")
     assert smoke.limit is not None and smoke.limit <= 128 and full.limit is None
     assert set(smoke.models) == {
         "m5.base_fsdd",

@@ -32,7 +32,10 @@ from .base import (
 #: name -> StudyKind subclass
 KINDS: Registry = Registry("study kind")
 
-_BUILTIN = ("attack_sweep", "noise_sweep", "sharpness", "domains")
+_BUILTIN = (
+    "attack_sweep", "noise_sweep", "sharpness", "geometry", "defenses", "domains", "fusion", "jammer",
+    "pretraining", "architectures", "diffusion", "augment",
+)
 
 
 def _load_builtin() -> None:
