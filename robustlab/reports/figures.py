@@ -78,9 +78,12 @@ class FigureWriter:
         invert_x: bool = False,
         ylim: tuple[float, float] | None = (0.0, 1.02),
         logy: bool = False,
+        markers: bool = True,
+        legend_outside: bool = False,
     ) -> Figure:
         """Lines of ``y`` vs ``x`` per ``hue`` (and ``style``), a panel per ``facet`` value, CI bands
-        (``logy``: a logarithmic y axis, for ratios such as amplifications)."""
+        (``logy``: a logarithmic y axis, for ratios such as amplifications; ``markers=False``: plain lines,
+        for densely sampled curves; ``legend_outside``: the legend right of the first panel, off the data)."""
         sns.set_theme(style="whitegrid", context="notebook")
         facets = list(dict.fromkeys(df[facet])) if facet else [None]
         ncols = min(len(facets), 3)
@@ -92,7 +95,7 @@ class FigureWriter:
             ax = axes[i // ncols][i % ncols]
             sub = df if fv is None else df[df[facet] == fv]
             sub = sub.sort_values(x)
-            extra = {"markers": True, "dashes": True} if style else {"marker": "o"}
+            extra = {"markers": markers, "dashes": True} if style else ({"marker": "o"} if markers else {})
             sns.lineplot(
                 data=sub,
                 x=x,
@@ -139,6 +142,8 @@ class FigureWriter:
             ax.set_ylabel(ylabel or y)
             if fv is not None:
                 ax.set_title(str(fv), fontsize=10)
+            if legend_outside and ax.get_legend() is not None:
+                sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
         for j in range(len(facets), nrows * ncols):
             axes[j // ncols][j % ncols].set_visible(False)
         if title:
@@ -222,13 +227,25 @@ class FigureWriter:
         caption: str = "",
         xlabel: str | None = None,
         ylabel: str | None = None,
+        hue: str | None = None,
+        style: str | None = None,
+        logy: bool = False,
     ) -> Figure:
-        """Points of ``y`` vs ``x``, each annotated with its ``label``."""
+        """Points of ``y`` vs ``x``, each annotated with its ``label``; with ``hue`` (and ``style``) the
+        points are coloured (and marked) by those columns and named in a legend right of the axes instead
+        (``logy``: a logarithmic y axis)."""
         sns.set_theme(style="whitegrid", context="notebook")
         fig, ax = plt.subplots(figsize=(5.2, 4.0))
-        sns.scatterplot(data=df, x=x, y=y, ax=ax, s=50)
-        for _, r in df.iterrows():
-            ax.annotate(str(r[label]), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        sns.scatterplot(data=df, x=x, y=y, hue=hue, style=style, ax=ax, s=50)
+        if hue is None:
+            for _, r in df.iterrows():
+                ax.annotate(
+                    str(r[label]), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+        else:
+            ax.legend(bbox_to_anchor=(1.02, 1.0), loc="upper left", fontsize=7, frameon=False)
+        if logy:
+            ax.set_yscale("log")
         ax.set_xlabel(xlabel or x)
         ax.set_ylabel(ylabel or y)
         if title:

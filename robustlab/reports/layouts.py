@@ -93,4 +93,43 @@ def value(row: Mapping[str, Any] | None) -> Any:
     return None if row is None else row.get("value")
 
 
-__all__ = ["LAYOUTS", "ReportLayout", "budget_order", "fmt_ci", "fmt_value_ci", "get_layout", "value"]
+def rows_of(rows: Sequence[Mapping[str, Any]], metric: str, **match: Any) -> list[Mapping[str, Any]]:
+    """The rows of ``metric`` whose fields equal ``match`` (e.g. ``rows_of(rows, "fd", guidance=1.0)``)."""
+    return [
+        r for r in rows if r.get("metric") == metric and all(r.get(k) == v for k, v in match.items())
+    ]
+
+
+def joined(values: Any) -> str:
+    """The distinct non-None ``values``, sorted (numbers before text) and comma-joined (floats as ``:g``)."""
+    vals = sorted({v for v in values if v is not None}, key=lambda v: (isinstance(v, str), v))
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals)
+
+
+def table_section(
+    title: str,
+    intro: str,
+    headers: Sequence[str],
+    table_rows: Sequence[Sequence[Any]],
+    *,
+    caption: str = "",
+    level: int = 3,
+) -> Section:
+    """A report section of one explanatory paragraph and one table."""
+    from .document import Section, Table
+
+    return Section(title, [intro, Table(list(headers), [list(r) for r in table_rows], caption)], level=level)
+
+
+__all__ = [
+    "LAYOUTS",
+    "ReportLayout",
+    "budget_order",
+    "fmt_ci",
+    "fmt_value_ci",
+    "get_layout",
+    "joined",
+    "rows_of",
+    "table_section",
+    "value",
+]

@@ -9,15 +9,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import kind_cells
 import pytest
 import torch
+from kind_cells import ItemsContext
 
 from robustlab.diffusion import DiffusionArgs, FeatureDiffusion
 from robustlab.models import ModelSpec, arch_info, create
 from robustlab.reports.document import Figure
 from robustlab.reports.figures import FigureWriter
 from robustlab.reports.layouts import get_layout
-from robustlab.studies.cells import Cell, clean_rows
 from robustlab.studies.kinds import ModelInfo, RunInfo, get_kind
 from robustlab.studies.kinds.base import RowIndex
 from robustlab.studies.options import build_options
@@ -35,23 +36,12 @@ def items(n: int, offset: float = 0.0) -> dict[str, torch.Tensor]:
     return {"audio": 0.3 * torch.sin(2 * math.pi * freqs[labels][:, None] * t + phase), "label": labels}
 
 
-class Ctx:
+class Ctx(ItemsContext):
     """What `CellContext` offers, around the stored tiny models and synthetic splits."""
 
     def __init__(self, diffusion: Any, seed: int = 0, cell_seed: int = 0) -> None:
-        self._diff, self.seed, self.device = diffusion, seed, None
+        super().__init__(diffusion, items(N), seed)
         self.cell = SimpleNamespace(seed=cell_seed, model=INFO.id)
-        self._items = items(N)
-
-    def model(self) -> Any:
-        return self._diff.eval()
-
-    def items(self) -> dict:
-        return self._items
-
-    def batches(self, batch_size: int):
-        for s in range(0, N, batch_size):
-            yield {k: v[s : s + batch_size] for k, v in self._items.items()}
 
     def split_items(self, split: str, limit: int | None = None, *, seed: int = 0) -> dict:
         return items(12, offset=1.0 if split == "train" else 2.0)
@@ -92,35 +82,8 @@ def stored() -> Any:
     return load_checkpoint(dfolder)
 
 
-def cells(kind: Any, options: Any, seed: int = 0) -> list[Cell]:
-    return [
-        Cell(
-            study="t",
-            part="p",
-            kind=kind.name,
-            kind_version=kind.version,
-            kind_module="",
-            model=INFO.id,
-            dataset=INFO.dataset,
-            weights_sha256="x",
-            dataset_fingerprint="y",
-            condition=c.to_json(),
-            seed=seed,
-            tier="smoke",
-            limit=N,
-        )
-        for c in kind.conditions(options, INFO)
-    ]
-
-
 def run_all(kind: Any, options: Any, ctx: Ctx, seed: int = 0) -> list[dict]:
-    rows = []
-    for cell in cells(kind, options, seed):
-        for r in clean_rows(kind.run_cell(cell, ctx), cell):
-            rows.append(
-                {"model": INFO.id, "kind": kind.name, "part": "p", "seed": seed, "cell": cell.id, **r}
-            )
-    return rows
+    return kind_cells.run_all(kind, options, INFO, ctx, limit=N, seed=seed)
 
 
 def test_diffusion_kind_rows_and_report(stored: Any, tmp_path: Path) -> None:
@@ -181,6 +144,17 @@ def test_diffusion_kind_rows_and_report(stored: Any, tmp_path: Path) -> None:
     assert all(r["eot_samples"] == (2 if r["gradient"] in ("full", "bpda") else 0) for r in ra)
     full = next(r for r in ra if r["gradient"] == "full")
     assert full["protocol"]["eot_samples"] == 2 and full["protocol"]["stochastic"] is True
+    # the baseline: the same attack (made against the classifier) judged on the classifier itself, once
+    for steps in (1, 2):
+        base, transfer = (
+            next(r for r in ra if r["gradient"] == g and r["steps"] == steps)
+            for g in ("undefended", "transfer")
+        )
+        assert base["draws"] == 1 and transfer["draws"] == 3 and base["protocol"]["defense"] is None
+        assert base["protocol"]["stochastic"] is False and transfer["protocol"]["defense"]["t_star"] > 0
+        assert {k: base["protocol"][k] for k in ("attack", "threat", "seed")} == {
+            k: transfer["protocol"][k] for k in ("attack", "threat", "seed")
+        }
     cert = [r for r in rows if r["metric"] == "certificates"]
     assert {r["method"] for r in cert} == {"gaussian", "denoised"} and all(
         "log-mel" in r["space"] for r in cert
@@ -202,6 +176,14 @@ def test_diffusion_kind_rows_and_report(stored: Any, tmp_path: Path) -> None:
     assert len(figs) == 3 and all((tmp_path / "figures" / f.name).is_file() for f in figs)
     proto = layout.protocol(rows)
     assert any("full gradient" in p["method"] for p in proto) and any("CERTIFY" in p["method"] for p in proto)
+    baseline = next(p for p in proto if "the baseline" in p["method"])
+    assert baseline["eval draws"] == "1" and baseline["EOT samples"] == "0"
+    cert_table = next(b for s in sections for b in s.blocks if "max radius" in getattr(b, "columns", ()))
+    col = cert_table.columns.index("max radius")
+    biggest = max(max(r["radii"]) for r in cert)
+    assert all(row[col] >= biggest - 1e-9 for row in cert_table.rows)
+    worth = next(b for s in sections for b in s.blocks if getattr(b, "caption", "").startswith("What the"))
+    assert worth.columns[-1].startswith("undefended") and all(row[-1] != "–" for row in worth.rows)
 
 
 def test_diffusion_kind_check_names_problems() -> None:
@@ -250,6 +232,9 @@ def test_augment_kind_rows_seeds_and_report(stored: Any, tmp_path: Path) -> None
     acc = {(r["mix"], r["seed"]): r for r in rows if r["metric"] == "accuracy"}
     assert acc[("real", 0)]["n_real"] == 6 and acc[("real+gen", 0)]["n_generated"] == 6
     assert acc[("gen", 0)]["train_items"] == 6 and acc[("real+gen", 1)]["train_items"] == 12
+    cons = [r for r in rows if r["metric"] == "generated_class_consistency"]
+    assert {r["mix"] for r in cons} == {"real+gen", "gen"} and all(r["n"] == 6 for r in cons)
+    assert all(r["guidance"] == 1.0 and r["sampler_steps"] == 2 for r in cons)
     derived = kind.derive(opts, RowIndex.of(rows), "p", RunInfo("t", "x", "smoke", (0, 1, 2)))
     over = {r["mix"]: r for r in derived if r["metric"] == "accuracy_over_seeds"}
     assert set(over) == {"real", "real+gen", "gen"} and over["real"]["n_seeds"] == 3
@@ -261,3 +246,5 @@ def test_augment_kind_rows_seeds_and_report(stored: Any, tmp_path: Path) -> None
     sections = get_layout("augment").sections(all_rows, FigureWriter(tmp_path / "figures"))
     text = " ".join(str(b) for s in sections for b in s.blocks)
     assert "Audio-Journey" in text and sections[0].title == "Augmentation with generated features"
+    assert "recognises the generated items" in text
+    assert "guidance 1" in get_layout("augment").protocol(all_rows)[0]["generator"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from kind_cells import ItemsContext
 from torch import nn
 
 from robustlab.attacks.projection import band_mask
@@ -38,23 +39,12 @@ AUDIO = ModelInfo("m.tiny", "m", "synthetic", ("audio",))
 NOTHING = {"domains": False, "bands": False, "modules": False, "checks": False, "n_boot": 200}
 
 
-class Context:
+class Context(ItemsContext):
     """What `CellContext` offers, around a model and a fixed batch."""
 
     def __init__(self, model: nn.Module, items: dict, seed: int = 7) -> None:
-        self._model, self._items, self.seed, self.device = model, items, seed, None
+        super().__init__(model, items, seed)
         self.sample_rate = model.spec.sample_rate
-
-    def model(self) -> nn.Module:
-        return self._model.eval()
-
-    def items(self) -> dict:
-        return self._items
-
-    def batches(self, batch_size: int):
-        n = len(self._items["label"])
-        for s in range(0, n, batch_size):
-            yield {k: v[s : s + batch_size] for k, v in self._items.items()}
 
 
 def run(kind: Any, options: Any, info: ModelInfo, ctx: Context, cells: tuple[str, ...] = ()) -> list[dict]:

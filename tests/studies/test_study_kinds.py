@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import kind_cells
 import pytest
 import torch
+from kind_cells import ItemsContext
 
 from robustlab.models import ModelSpec, arch_info, create
 from robustlab.reports.document import Figure, Section
 from robustlab.reports.figures import FigureWriter
 from robustlab.reports.layouts import get_layout
-from robustlab.studies.cells import Cell, clean_rows
 from robustlab.studies.kinds import ModelInfo, RunInfo, get_kind
 from robustlab.studies.kinds.base import ProtocolMismatch, RowIndex, RowSource
 from robustlab.studies.options import build_options
@@ -26,21 +28,10 @@ from robustlab.studies.options import build_options
 N, T, SR = 12, 4000, 8000
 
 
-class TinyContext:
+class TinyContext(ItemsContext):
     """What `CellContext` offers, around a tiny model and a fixed synthetic batch."""
 
-    def __init__(self, model: Any, items: dict, seed: int = 123) -> None:
-        self._model, self._items, self.seed, self.device, self.sample_rate = model, items, seed, None, SR
-
-    def model(self) -> Any:
-        return self._model.eval()
-
-    def items(self) -> dict:
-        return self._items
-
-    def batches(self, batch_size: int):
-        for s in range(0, N, batch_size):
-            yield {k: v[s : s + batch_size] for k, v in self._items.items()}
+    sample_rate = SR
 
 
 def tiny(arch: str, modalities: tuple[str, ...]) -> tuple[Any, dict]:
@@ -59,33 +50,8 @@ def tiny(arch: str, modalities: tuple[str, ...]) -> tuple[Any, dict]:
     return model, items
 
 
-def cells(kind: Any, options: Any, info: ModelInfo) -> list[Cell]:
-    return [
-        Cell(
-            study="t",
-            part="p",
-            kind=kind.name,
-            kind_version=kind.version,
-            kind_module="",
-            model=info.id,
-            dataset=info.dataset,
-            weights_sha256="x",
-            dataset_fingerprint="y",
-            condition=c.to_json(),
-            seed=0,
-            tier="smoke",
-            limit=N,
-        )
-        for c in kind.conditions(options, info)
-    ]
-
-
-def run_all(kind: Any, options: Any, info: ModelInfo, ctx: TinyContext) -> list[dict]:
-    rows = []
-    for cell in cells(kind, options, info):
-        for r in clean_rows(kind.run_cell(cell, ctx), cell):
-            rows.append({"model": info.id, "kind": kind.name, "part": "p", "seed": 0, "cell": cell.id, **r})
-    return rows
+cells = partial(kind_cells.cells, limit=N)
+run_all = partial(kind_cells.run_all, limit=N)
 
 
 def test_attack_sweep_rows(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -292,6 +293,8 @@ class StudyKind:
         computations: the kind's `CellComputations`.
         layout_module: the module that registers the kind's report layout with
             `robustlab.reports.layouts.LAYOUTS` (recorded in the run so a fresh renderer finds it).
+        planning: the kind's planning module (``plan.py``); the default `check` and `conditions` call its
+            ``check(options, models)`` and ``conditions(options, model)``.
     """
 
     name: ClassVar[str] = ""
@@ -299,14 +302,20 @@ class StudyKind:
     Options: ClassVar[type]
     computations: ClassVar[CellComputations]
     layout_module: ClassVar[str | None] = None
+    planning: ClassVar[ModuleType | None] = None
 
     def check(self, options: Any, models: Sequence[ModelInfo]) -> None:
         """Validate options against what is registered (attack names, ...). Raise ValueError naming it."""
+        if self.planning is not None:
+            self.planning.check(options, models)
 
     def conditions(self, options: Any, model: ModelInfo) -> list[Condition]:
         """The cells of one model: typed conditions holding *everything* besides model, data, seed, tier and
         limit that fixes the cell's result (their JSON form is hashed into the cell id)."""
-        raise NotImplementedError
+        if self.planning is None:
+            raise NotImplementedError(f"study kind {self.name!r} names no planning module and does not "
+                                      "override conditions()")
+        return self.planning.conditions(options, model)
 
     def inputs(self, options: Any) -> tuple[str, ...]:
         """Finished run folders whose results this kind may combine in `derive` (default: none)."""

@@ -12,11 +12,10 @@ Options (``[parts.grid]`` of a study file) are the fields of `Options`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from .. import KINDS
-from ..base import Condition, ModelInfo, StudyKind
+from ..base import StudyKind
 from . import layout as _layout  # noqa: F401 - registers the report layout
 from . import plan
 from .compute import CELLS
@@ -36,12 +35,7 @@ class AttackSweep(StudyKind):
     Options = Options
     computations = CELLS
     layout_module = _layout.__name__
-
-    def check(self, options: Options, models: Sequence[ModelInfo]) -> None:
-        plan.check(options, models)
-
-    def conditions(self, options: Options, model: ModelInfo) -> list[Condition]:
-        return plan.conditions(options, model)
+    planning = plan
 
     def attack_kwargs(self, options: Options, attack: str) -> dict[str, Any]:
         """Constructor keyword arguments of ``attack`` (see `plan.attack_kwargs`)."""

@@ -53,8 +53,13 @@ def augment(c: AugmentCell, ctx: CellContext) -> list[dict[str, Any]]:
         "steps": c.steps,
         "classifier": clf.card.get("id"),
         "architecture": getattr(clf, "arch", None),
+        "batch_size": c.batch_size,
+        "lr": c.lr,
+        "sampler_steps": c.sampler_steps,
+        "eta": c.eta,
+        "guidance": c.guidance,
     }
-    return [
+    rows = [
         {"metric": "accuracy", **estimate(ok, ctx.seed, c.n_boot), **ident, "training": info},
         {"metric": "training_seconds", "value": info["seconds"], **ident},
         {
@@ -64,6 +69,10 @@ def augment(c: AugmentCell, ctx: CellContext) -> list[dict[str, Any]]:
             **ident,
         },
     ]
+    if n_gen:  # how recognisable the generated items this classifier trained on are (to the zoo classifier)
+        cons = (logits_of(clf, xg).argmax(1) == yg).double().numpy()
+        rows.append({"metric": "generated_class_consistency", **estimate(cons, ctx.seed, c.n_boot), **ident})
+    return rows
 
 
 __all__ = ["CELLS", "augment"]

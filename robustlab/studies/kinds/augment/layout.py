@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ....reports.document import Section, Table
-from ....reports.layouts import LAYOUTS, ReportLayout, fmt_value_ci
+from ....reports.layouts import LAYOUTS, ReportLayout, fmt_value_ci, joined, rows_of
 
 
 def _mix_label(r: Mapping[str, Any]) -> str:
@@ -28,7 +28,7 @@ class AugmentLayout(ReportLayout):
     """Protocol and sections of ``augment`` rows."""
 
     def protocol(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        acc = [r for r in rows if r.get("metric") == "accuracy"]
+        acc = rows_of(rows, "accuracy")
         if not acc:
             return []
         tr = acc[0].get("training") or {}
@@ -40,6 +40,16 @@ class AugmentLayout(ReportLayout):
                 "fractions": ", ".join(f"{f:g}" for f in sorted({r.get("fraction") for r in acc})),
                 "mixes": ", ".join(dict.fromkeys(_mix_label(r) for r in sorted(acc, key=_order))),
                 "classifier epochs (first cell)": tr.get("epochs"),
+                "optimiser": "Adam lr "
+                + joined(r.get("lr") for r in acc)
+                + ", batch "
+                + joined(r.get("batch_size") for r in acc),
+                "generator": f"{joined(r.get('model') for r in acc)}: DDIM "
+                + joined(r.get("sampler_steps") for r in acc)
+                + " steps, eta "
+                + joined(r.get("eta") for r in acc)
+                + ", guidance "
+                + joined(r.get("guidance") for r in acc),
                 "n (test items)": ", ".join(str(n) for n in sorted({r.get("n") for r in acc})),
                 "seeds": ", ".join(str(s) for s in sorted({r.get("seed") for r in acc})),
             }
@@ -48,8 +58,8 @@ class AugmentLayout(ReportLayout):
     def sections(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> list[Section]:
         import pandas as pd
 
-        over = [r for r in rows if r.get("metric") == "accuracy_over_seeds"]
-        gains = [r for r in rows if r.get("metric") == "gain_over_real"]
+        over = rows_of(rows, "accuracy_over_seeds")
+        gains = rows_of(rows, "gain_over_real")
         if not over:
             return []
         blocks: list[Any] = [
@@ -103,6 +113,15 @@ class AugmentLayout(ReportLayout):
                 )
             )
             blocks += self._verdicts(over, gains)
+        cons = rows_of(rows, "generated_class_consistency")
+        if cons:
+            vals = [r["value"] for r in cons if r.get("value") is not None]
+            blocks.append(
+                "The generator's quality bounds these verdicts: the zoo classifier recognises the generated "
+                f"items the classifiers trained on as their class {sum(vals) / len(vals):.3g} of the time "
+                f"(mean over {len(vals)} cells, range {min(vals):.3g}-{max(vals):.3g}; chance 1/K). A better "
+                "generator may change them."
+            )
         df = pd.DataFrame(
             [
                 {
@@ -143,8 +162,10 @@ class AugmentLayout(ReportLayout):
             fr = sorted({g["fraction"] for g in mixed})
             every = all(any(g in up for g in mixed if g["fraction"] == f) for f in fr)
             if every:
-                v = ("CONFIRMED: at every real fraction some amount of generated data raises accuracy "
-                     "(interval > 0).")
+                v = (
+                    "CONFIRMED: at every real fraction some amount of generated data raises accuracy "
+                    "(interval > 0)."
+                )
             elif down and not up:
                 v = "REFUTED: adding generated data lowers accuracy (interval < 0) and never raises it."
             elif up:

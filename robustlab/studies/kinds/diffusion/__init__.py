@@ -14,10 +14,8 @@ Options (``[parts.grid]`` of a study file) are the fields of `Options`; ``qualit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .. import KINDS
-from ..base import Condition, ModelInfo, StudyKind
+from ..base import StudyKind
 from . import layout as _layout  # noqa: F401 - registers the report layout
 from . import plan
 from .compute import CELLS
@@ -33,12 +31,7 @@ class Diffusion(StudyKind):
     Options = Options
     computations = CELLS
     layout_module = _layout.__name__
-
-    def check(self, options: Options, models: Sequence[ModelInfo]) -> None:
-        plan.check(options, models)
-
-    def conditions(self, options: Options, model: ModelInfo) -> list[Condition]:
-        return plan.conditions(options, model)
+    planning = plan
 
 
 KINDS.register("diffusion", Diffusion)

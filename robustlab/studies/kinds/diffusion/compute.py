@@ -296,19 +296,20 @@ def purify_attack(c: PurifyAttack, ctx: CellContext) -> list[dict[str, Any]]:
     pur = purified(diff, clf, c.sigma, c.sampler_steps, c.eta)
     batch = chosen(ctx, c.items)
     _, atk, _ = _attack(c, ctx, pur, clf)
-    judged, draws = (clf, 1) if c.gradient == "undefended" else (pur, c.draws)
+    judged = clf if c.gradient == "undefended" else pur
     t0 = time.perf_counter()
     ok = []
     for b in batches_of(batch, c.batch_size):
         adv = atk(b)
-        ok.append(majority(judged, b, adv, draws))
+        ok.append(majority(judged, b, adv, c.draws))
     robust = concat(ok)
     seconds = (time.perf_counter() - t0) / max(len(robust), 1)
     protocol = {
         **atk.protocol(),
         "defense": None if c.gradient == "undefended" else pur.describe(),
         "gradient_mode": c.gradient,
-        "evaluation": "the undefended classifier" if c.gradient == "undefended"
+        "evaluation": "the undefended classifier"
+        if c.gradient == "undefended"
         else f"majority of {c.draws} fresh passes of the purified model",
     }
     ident = {

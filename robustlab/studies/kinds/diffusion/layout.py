@@ -8,7 +8,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ....reports.document import Section, Table
-from ....reports.layouts import LAYOUTS, ReportLayout, fmt_value_ci, value
+from ....reports.layouts import (
+    LAYOUTS,
+    ReportLayout,
+    fmt_value_ci,
+    joined,
+    rows_of,
+    table_section,
+    value,
+)
+from .plan import ADAPTIVE
 
 #: protocol text of the non-adaptive modes (the adaptive ones: "<attack> vs purified (<mode> gradient)")
 METHOD_TEXT = {
@@ -17,13 +26,33 @@ METHOD_TEXT = {
 }
 
 
-def _by(rows: Sequence[Mapping[str, Any]], metric: str) -> list[Mapping[str, Any]]:
-    return [r for r in rows if r.get("metric") == metric]
+def _common(rs: Sequence[Mapping[str, Any]], **columns: str) -> dict[str, str]:
+    """Protocol columns: per ``column=key``, the distinct values of ``key`` over the rows ``rs``."""
+    return {col: joined(r.get(key) for r in rs) for col, key in columns.items()}
 
 
-def _join(values: Any) -> str:
-    vals = sorted({v for v in values if v is not None}, key=lambda v: (isinstance(v, str), v))
-    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals)
+def _lowest(ra: Sequence[Mapping[str, Any]], gradients: Sequence[str]) -> dict[tuple, Mapping[str, Any]]:
+    """Per (model, sigma, eps): the robust-accuracy row of the lowest value over attacks and lengths among
+    the gradient modes ``gradients``."""
+    out: dict[tuple, Mapping[str, Any]] = {}
+    for r in ra:
+        if r.get("gradient") not in gradients or r.get("value") is None:
+            continue
+        k = (r.get("model"), r.get("sigma"), r.get("eps"))
+        if k not in out or r["value"] < out[k]["value"]:
+            out[k] = r
+    return out
+
+
+def _max_radius(cert: Mapping[str, Any]) -> float | None:
+    """The largest radius CERTIFY can give with the row's draws and level: every one of the n draws right,
+    whose one-sided Clopper-Pearson lower bound is alpha^(1/n)."""
+    from scipy.stats import norm
+
+    n, alpha, sigma = cert.get("n_draws"), cert.get("alpha"), cert.get("sigma")
+    if not n or alpha is None or sigma is None:
+        return None
+    return float(sigma * norm.ppf(float(alpha) ** (1.0 / int(n))))
 
 
 def _flagged(rows: Sequence[Mapping[str, Any]]) -> set[tuple]:
@@ -41,19 +70,22 @@ class DiffusionLayout(ReportLayout):
 
     def protocol(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        q = _by(rows, "fd")
+        q = rows_of(rows, "fd")
         if q:
             out.append(
                 {
-                    "method": "generation (DDIM, eta " + _join(r.get("eta") for r in q) + ")",
-                    "steps": _join(r.get("sampler_steps") for r in q),
-                    "guidance": _join(r.get("guidance") for r in q),
-                    "n": _join(r.get("n_generated") for r in q),
-                    "space": _join(r.get("space") for r in q),
-                    "seeds": _join(r.get("seed") for r in q),
+                    "method": "generation (DDIM, eta " + joined(r.get("eta") for r in q) + ")",
+                    **_common(
+                        q,
+                        steps="sampler_steps",
+                        guidance="guidance",
+                        n="n_generated",
+                        space="space",
+                        seeds="seed",
+                    ),
                 }
             )
-        ra = _by(rows, "robust_accuracy")
+        ra = rows_of(rows, "robust_accuracy")
         groups: dict[tuple, list[Mapping[str, Any]]] = {}
         for r in ra:
             groups.setdefault((r.get("attack"), r.get("gradient")), []).append(r)
@@ -68,29 +100,39 @@ class DiffusionLayout(ReportLayout):
                     "steps": ", ".join(map(str, steps)),
                     "step size": "2.5 eps / steps" if attack == "pgd" else "APGD schedule",
                     "restarts": p.get("restarts"),
-                    "EOT samples": _join(r.get("eot_samples") for r in rs),
                     "success draws": p.get("success_draws"),
-                    "eval draws": _join(r.get("draws") for r in rs),
-                    "threat": _join(r.get("threat") for r in rs),
-                    "t*": _join(r.get("t_star") for r in rs),
-                    "sampler steps": _join(r.get("sampler_steps") for r in rs),
-                    "n": _join(r.get("n") for r in rs),
-                    "seeds": _join(r.get("seed") for r in rs),
+                    **_common(
+                        rs,
+                        **{
+                            "EOT samples": "eot_samples",
+                            "eval draws": "draws",
+                            "threat": "threat",
+                            "t*": "t_star",
+                            "sampler steps": "sampler_steps",
+                            "n": "n",
+                            "seeds": "seed",
+                        },
+                    ),
                 }
             )
-        cert = _by(rows, "certificates")
+        cert = rows_of(rows, "certificates")
         for method in dict.fromkeys(r.get("method") for r in cert):
             rs = [r for r in cert if r.get("method") == method]
             out.append(
                 {
                     "method": f"CERTIFY, {method} smoothing",
-                    "sigma": _join(r.get("sigma") for r in rs),
-                    "n0": _join(r.get("n0") for r in rs),
-                    "n (draws)": _join(r.get("n_draws") for r in rs),
-                    "alpha": _join(r.get("alpha") for r in rs),
-                    "n": _join(r.get("n") for r in rs),
-                    "space": _join(r.get("space") for r in rs),
-                    "seeds": _join(r.get("seed") for r in rs),
+                    **_common(
+                        rs,
+                        **{
+                            "sigma": "sigma",
+                            "n0": "n0",
+                            "n (draws)": "n_draws",
+                            "alpha": "alpha",
+                            "n": "n",
+                            "space": "space",
+                            "seeds": "seed",
+                        },
+                    ),
                 }
             )
         return out
@@ -100,11 +142,11 @@ class DiffusionLayout(ReportLayout):
         card = self._card(rows)
         if card:
             out.append(card)
-        if _by(rows, "fd"):
+        if rows_of(rows, "fd"):
             out.append(self._quality(rows, figures))
-        if _by(rows, "robust_accuracy") or _by(rows, "purified_clean_accuracy"):
+        if rows_of(rows, "robust_accuracy") or rows_of(rows, "purified_clean_accuracy"):
             out.append(self._purification(rows, figures))
-        if _by(rows, "certificates"):
+        if rows_of(rows, "certificates"):
             out.append(self._certification(rows, figures))
         timing = self._timing(rows)
         if timing:
@@ -141,30 +183,25 @@ class DiffusionLayout(ReportLayout):
                     f"{any_row.get('device')}, {any_row.get('torch_threads')} threads",
                 ]
             )
-        return Section(
+        return table_section(
             "Diffusion model",
+            "The class-conditional DDPM (diffusers UNet2DModel) of the classifier's log-mel features, from "
+            "its zoo card: training time is wall-clock on the machine that trained it (shared CPUs slow it "
+            "down).",
             [
-                "The class-conditional DDPM (diffusers UNet2DModel) of the classifier's log-mel features, "
-                "from its zoo card: training time is wall-clock on the machine that trained it (shared "
-                "CPUs slow it down).",
-                Table(
-                    [
-                        "model",
-                        "features of",
-                        "feature map",
-                        "parameters",
-                        "steps",
-                        "epochs",
-                        "training s",
-                        "s / step",
-                        "denoising MSE val",
-                        "denoising MSE test",
-                        "device",
-                    ],
-                    table_rows,
-                ),
+                "model",
+                "features of",
+                "feature map",
+                "parameters",
+                "steps",
+                "epochs",
+                "training s",
+                "s / step",
+                "denoising MSE val",
+                "denoising MSE test",
+                "device",
             ],
-            level=3,
+            table_rows,
         )
 
     def _quality(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> Section:
@@ -177,11 +214,11 @@ class DiffusionLayout(ReportLayout):
             "classifier's accuracy on generated samples w.r.t. the class they were generated for (chance = "
             "1/K); real accuracy: its accuracy on the real test split."
         ]
-        fd, cons = _by(rows, "fd"), _by(rows, "class_consistency")
+        fd, cons = rows_of(rows, "fd"), rows_of(rows, "class_consistency")
         real, sec, std = (
-            _by(rows, "real_accuracy"),
-            _by(rows, "seconds_per_sample"),
-            _by(rows, "generated_feature_std"),
+            rows_of(rows, "real_accuracy"),
+            rows_of(rows, "seconds_per_sample"),
+            rows_of(rows, "generated_feature_std"),
         )
         key = lambda r: (r.get("model"), r.get("guidance"))  # noqa: E731
         c_by, r_by = {key(r): r for r in cons}, {key(r): r for r in real}
@@ -220,13 +257,13 @@ class DiffusionLayout(ReportLayout):
                     "s / sample",
                 ],
                 table,
-                f"Generation quality ({_join(r.get('space') for r in fd)})",
+                f"Generation quality ({joined(r.get('space') for r in fd)})",
             )
         )
-        per = _by(rows, "fd_class")
+        per = rows_of(rows, "fd_class")
         pc = {
             (r.get("model"), r.get("guidance"), r.get("class")): r
-            for r in _by(rows, "class_consistency_class")
+            for r in rows_of(rows, "class_consistency_class")
         }
         table = [
             [
@@ -284,8 +321,8 @@ class DiffusionLayout(ReportLayout):
             "accuracy is an upper bound, so the defense is worth the LOWEST number over adaptive attacks and "
             "lengths. Rows marked 'FLAGGED' failed the stochastic sanity check."
         ]
-        clean = _by(rows, "purified_clean_accuracy")
-        base = {(r.get("model"), r.get("sigma")): r for r in _by(rows, "classifier_clean_accuracy")}
+        clean = rows_of(rows, "purified_clean_accuracy")
+        base = {(r.get("model"), r.get("sigma")): r for r in rows_of(rows, "classifier_clean_accuracy")}
         if clean:
             blocks.append(
                 Table(
@@ -315,7 +352,7 @@ class DiffusionLayout(ReportLayout):
                     "Clean accuracy on the attacked items",
                 )
             )
-        ra = _by(rows, "robust_accuracy")
+        ra = rows_of(rows, "robust_accuracy")
         if ra:
             flagged = _flagged(rows)
             groups: dict[tuple, dict[int, Mapping[str, Any]]] = {}
@@ -325,7 +362,7 @@ class DiffusionLayout(ReportLayout):
             steps = sorted({s for g in groups.values() for s in g})
             table = []
             for (model, sigma, attack, gradient, eps), by_steps in groups.items():
-                eot = _join(r.get("eot_samples") for r in by_steps.values())
+                eot = joined(r.get("eot_samples") for r in by_steps.values())
                 flag = "FLAGGED" if (model, attack, gradient, eps, sigma) in flagged else ""
                 table.append(
                     [
@@ -355,13 +392,8 @@ class DiffusionLayout(ReportLayout):
                     "Robust accuracy [95% CI] vs attack iterations",
                 )
             )
-            worst = {}
-            for r in ra:
-                if r.get("gradient") not in ("full", "bpda") or r.get("value") is None:
-                    continue
-                k = (r.get("model"), r.get("sigma"), r.get("eps"))
-                if k not in worst or r["value"] < worst[k]["value"]:
-                    worst[k] = r
+            worst = _lowest(ra, ADAPTIVE)
+            floor = _lowest(ra, ("undefended",))
             if worst:
                 blocks.append(
                     Table(
@@ -374,6 +406,7 @@ class DiffusionLayout(ReportLayout):
                             "gradient",
                             "iterations",
                             "EOT samples",
+                            "undefended, lowest [95% CI]",
                         ],
                         [
                             [
@@ -385,6 +418,7 @@ class DiffusionLayout(ReportLayout):
                                 r.get("gradient"),
                                 r.get("steps"),
                                 r.get("eot_samples"),
+                                fmt_value_ci(floor.get(k)),
                             ]
                             for k, r in worst.items()
                         ],
@@ -406,13 +440,17 @@ class DiffusionLayout(ReportLayout):
                     df,
                     x="steps",
                     hue="gradient",
-                    style="attack",
+                    style="attack" if df["attack"].nunique() > 1 else None,
                     facet="panel",
                     name="purification_convergence",
+                    legend_outside=True,
                     logx=True,
                     title="Robust accuracy of the purified classifier vs attack iterations",
                     xlabel="attack iterations",
                     ylabel="robust accuracy",
+                    caption="Robust accuracy [95% CI band] of the purified classifier vs attack iterations "
+                    "(undefended: the classifier without the purifier under the same attack); waveform "
+                    f"L-inf budgets {joined(r.get('eps') for r in ra)}",
                 )
             )
         return Section("Purification under adaptive attacks", blocks, level=3)
@@ -421,19 +459,21 @@ class DiffusionLayout(ReportLayout):
         import numpy as np
         import pandas as pd
 
-        certs = _by(rows, "certificates")
-        space = _join(r.get("space") for r in certs)
+        certs = rows_of(rows, "certificates")
+        space = joined(r.get("space") for r in certs)
         blocks: list[Any] = [
             "Cohen et al.'s CERTIFY: certified accuracy = share of items whose smoothed prediction is "
             "right, not abstained, and certified at least to the radius. Certificate space: "
             f"**{space}** (not the waveform). `gaussian`: classifier fine-tuned with Gaussian noise of the "
             "same sigma; `denoised`: one-shot diffusion denoising at t* (noise level "
-            "sqrt(1 - abar)/sqrt(abar) >= sigma) and the off-the-shelf classifier."
+            "sqrt(1 - abar)/sqrt(abar) >= sigma) and the off-the-shelf classifier. No item can be certified "
+            "beyond `max radius` = sigma * Phi^-1(lower bound of n of n draws right): with few draws the "
+            "largest radii are out of reach whatever the classifier."
         ]
-        acc = _by(rows, "certified_accuracy")
+        acc = rows_of(rows, "certified_accuracy")
         radii = sorted({r.get("radius") for r in acc})
         by = {(r.get("model"), r.get("method"), r.get("sigma"), r.get("radius")): r for r in acc}
-        ab = {(r.get("model"), r.get("method"), r.get("sigma")): r for r in _by(rows, "abstain_rate")}
+        ab = {(r.get("model"), r.get("method"), r.get("sigma")): r for r in rows_of(rows, "abstain_rate")}
         table = []
         for r in certs:
             k = (r.get("model"), r.get("method"), r.get("sigma"))
@@ -447,6 +487,7 @@ class DiffusionLayout(ReportLayout):
                     r.get("n_draws"),
                     r.get("alpha"),
                     r.get("n"),
+                    _max_radius(r),
                     *[fmt_value_ci(by.get((*k, rad))) for rad in radii],
                     fmt_value_ci(ab.get(k)),
                 ]
@@ -462,6 +503,7 @@ class DiffusionLayout(ReportLayout):
                     "n (draws)",
                     "alpha",
                     "items",
+                    "max radius",
                     *[f"r = {rad:g}" for rad in radii],
                     "abstain",
                 ],
@@ -474,7 +516,11 @@ class DiffusionLayout(ReportLayout):
             rad = np.asarray(r.get("radii") or [], dtype=float)
             good = np.asarray(r.get("predictions") or []) == np.asarray(r.get("labels") or [])
             top = max(float(rad.max()) if len(rad) else 0.0, 1e-6)
-            for x in np.linspace(0.0, top * 1.05, 40):
+            # the exact step function: at each certified radius and just past it, and on an even grid (which
+            # also keeps the axis ticks even)
+            grid = np.linspace(0.0, top * 1.05, 21).tolist()
+            knots = sorted({*grid, *rad[good].tolist(), *(rad[good] * (1 + 1e-6)).tolist()})
+            for x in knots:
                 curve.append(
                     {
                         "radius": float(x),
@@ -491,6 +537,7 @@ class DiffusionLayout(ReportLayout):
                     hue="method",
                     facet="panel",
                     ci=None,
+                    markers=False,
                     name="certified_accuracy",
                     xlabel="L2 radius (log-mel features)",
                     ylabel="certified accuracy",
@@ -502,11 +549,11 @@ class DiffusionLayout(ReportLayout):
 
     def _timing(self, rows: Sequence[Mapping[str, Any]]) -> Section | None:
         table = []
-        for r in _by(rows, "training_seconds"):
+        for r in rows_of(rows, "training_seconds"):
             table.append(["diffusion training (total)", r.get("model"), "", r.get("value"), "s"])
-        for r in _by(rows, "training_seconds_per_step"):
+        for r in rows_of(rows, "training_seconds_per_step"):
             table.append(["diffusion training step", r.get("model"), "", r.get("value"), "s / step"])
-        for r in _by(rows, "seconds_per_sample"):
+        for r in rows_of(rows, "seconds_per_sample"):
             table.append(
                 [
                     "generation",
@@ -516,7 +563,7 @@ class DiffusionLayout(ReportLayout):
                     "s / sample",
                 ]
             )
-        for r in _by(rows, "seconds_forward_per_example"):
+        for r in rows_of(rows, "seconds_forward_per_example"):
             table.append(
                 [
                     "purified forward pass",
@@ -526,7 +573,7 @@ class DiffusionLayout(ReportLayout):
                     "s / example",
                 ]
             )
-        for r in _by(rows, "seconds_gradient_per_example"):
+        for r in rows_of(rows, "seconds_gradient_per_example"):
             table.append(
                 [
                     f"purified gradient ({r.get('gradient')})",
@@ -536,7 +583,7 @@ class DiffusionLayout(ReportLayout):
                     "s / example",
                 ]
             )
-        for r in _by(rows, "attack_seconds_per_example"):
+        for r in rows_of(rows, "attack_seconds_per_example"):
             table.append(
                 [
                     f"{r.get('attack')}-{r.get('steps')} ({r.get('gradient')})",
@@ -546,7 +593,7 @@ class DiffusionLayout(ReportLayout):
                     "s / example",
                 ]
             )
-        for r in _by(rows, "certify_seconds_per_example"):
+        for r in rows_of(rows, "certify_seconds_per_example"):
             table.append(
                 [
                     f"CERTIFY {r.get('method')}",
@@ -558,13 +605,11 @@ class DiffusionLayout(ReportLayout):
             )
         if not table:
             return None
-        return Section(
+        return table_section(
             "Timings",
-            [
-                "Wall-clock seconds on the machine of the run (see Environment)",
-                Table(["what", "model", "setting", "seconds", "unit"], table),
-            ],
-            level=3,
+            "Wall-clock seconds on the machine of the run (see Environment).",
+            ["what", "model", "setting", "seconds", "unit"],
+            table,
         )
 
 

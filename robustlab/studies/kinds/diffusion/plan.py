@@ -155,7 +155,8 @@ class PurifiedClean(Condition):
 
 @dataclass(frozen=True)
 class PurifyAttack(Condition):
-    """One attack on the purified classifier: robust accuracy (majority of ``draws`` fresh passes)."""
+    """One attack on the purified classifier: robust accuracy (majority of ``draws`` fresh passes; the
+    deterministic undefended classifier of the ``undefended`` baseline is judged by ``draws = 1`` pass)."""
 
     cell = "purify_attack"
     attack: str
@@ -342,7 +343,7 @@ def conditions(options: Options, model: ModelInfo) -> list[Condition]:
                                     attack_kwargs(o, attack, steps),
                                     o.eot_samples if gradient in ADAPTIVE else 1,
                                     o.success_draws,
-                                    o.eval_draws,
+                                    1 if gradient == "undefended" else o.eval_draws,
                                     **d,
                                     items=o.purify_items,
                                     batch_size=o.batch_size,

@@ -15,11 +15,10 @@ One job per module:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from .. import KINDS
-from ..base import Condition, ModelInfo, RowIndex, RunInfo, StudyKind
+from ..base import RowIndex, RunInfo, StudyKind
 from . import layout as _layout  # noqa: F401 - registers the report layout
 from . import plan
 from .compute import CELLS
@@ -35,12 +34,7 @@ class Geometry(StudyKind):
     Options = Options
     computations = CELLS
     layout_module = _layout.__name__
-
-    def check(self, options: Options, models: Sequence[ModelInfo]) -> None:
-        plan.check(options, models)
-
-    def conditions(self, options: Options, model: ModelInfo) -> list[Condition]:
-        return plan.conditions(options, model)
+    planning = plan
 
     def derive(self, options: Options, rows: RowIndex, part: str, run: RunInfo) -> list[dict[str, Any]]:
         return correlations(options, rows, part, run)

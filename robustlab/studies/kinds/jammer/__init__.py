@@ -11,10 +11,8 @@ One job per module:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .. import KINDS
-from ..base import Condition, ModelInfo, StudyKind
+from ..base import StudyKind
 from . import layout as _layout  # noqa: F401 - registers the report layout
 from . import plan
 from .compute import CELLS
@@ -29,12 +27,7 @@ class JammerStudy(StudyKind):
     Options = Options
     computations = CELLS
     layout_module = _layout.__name__
-
-    def check(self, options: Options, models: Sequence[ModelInfo]) -> None:
-        plan.check(options, models)
-
-    def conditions(self, options: Options, model: ModelInfo) -> list[Condition]:
-        return plan.conditions(options, model)
+    planning = plan
 
 
 KINDS.register("jammer", JammerStudy)

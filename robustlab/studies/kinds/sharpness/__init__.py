@@ -19,11 +19,10 @@ One job per module:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from .. import KINDS
-from ..base import Condition, ModelInfo, RowIndex, RunInfo, StudyKind
+from ..base import RowIndex, RunInfo, StudyKind
 from . import layout as _layout
 from . import plan
 from .compute import CELLS
@@ -39,12 +38,7 @@ class Sharpness(StudyKind):
     Options = Options
     computations = CELLS
     layout_module = _layout.__name__
-
-    def check(self, options: Options, models: Sequence[ModelInfo]) -> None:
-        plan.check(options, models)
-
-    def conditions(self, options: Options, model: ModelInfo) -> list[Condition]:
-        return plan.conditions(options, model)
+    planning = plan
 
     def inputs(self, options: Options) -> tuple[str, ...]:
         """The ``source_run`` folders (their eps* / noise rows join the index handed to `derive`)."""
