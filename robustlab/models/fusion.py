@@ -20,9 +20,14 @@ Common arch args: ``audio_encoder`` (a name in `AUDIO_FAMILIES`, e.g. ``"m11"``,
   audio replaced by its training mean and 0.134 with the image replaced -- a visual model; a wider trunk alone
   (0.880) was still a visual model. Balanced, the half-width trunk of the recipe learns both (0.934; 0.624
   without the audio, 0.676 without the image). Where one stream is learned far faster than the other
-  (av-digits: MNIST in two epochs, the spoken digits in six) the shared trunk still learns that stream alone
-  within the recipe; ``modality_dropout`` (ModDrop) is the optional counter-measure (it did not change that
-  there at rate 0.25).
+  (av-digits: MNIST in two epochs, the spoken digits in six) the shared trunk learns that stream alone: the
+  balanced recipe without ModDrop reached 0.947 on av-digits (visual CNN alone 0.970, VGGish alone 0.940),
+  0.947 with the audio replaced by its mean and 0.100 with the image replaced (audio-only through the trunk,
+  the visual map zeroed where the streams meet: 0.100). ``modality_dropout`` (ModDrop) is the
+  counter-measure: at rate 0.3 for 12 epochs the trunk reached 0.967 (audio-only through the trunk 0.430,
+  image replaced 0.10-0.14, audio replaced 0.960): as accurate as the better modality, but on clean inputs
+  still mostly a visual model, because MNIST alone is nearly solved. ModDrop zeroes a stream's map where the
+  streams meet, not the input, so a missing *input* (a black or mean image) is not what it trained for.
 
 - ``fusion_mid``: per-modality encoders, each projected to ``embed_dim``; the two are concatenated (optionally
   after a small Transformer over the two modality tokens) and passed through a shared layer (Linear-ReLU-

@@ -282,8 +282,10 @@ class FigureWriter:
         fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows), squeeze=False)
         hues = list(dict.fromkeys(df[hue]))
         palette = dict(zip(hues, sns.color_palette("tab10", n_colors=max(len(hues), 1))))
-        markers = {v: m for v, m in zip(dict.fromkeys(df[style]), ("o", "X", "s", "^"))} if style else None
+        styles = sorted(dict.fromkeys(df[style]), key=str) if style else []  # a marker per value, any order
+        markers = {v: m for v, m in zip(styles, ("o", "X", "s", "^"))} if style else None
         rng = np.random.default_rng(0)
+        legend: dict[str, Any] = {}
         for i, fv in enumerate(facets):
             ax = axes[i // ncols][i % ncols]
             sub = df if fv is None else df[df[facet] == fv]
@@ -303,12 +305,12 @@ class FigureWriter:
                 ax=ax,
                 s=28,
                 alpha=0.7,
-                legend=(i == 0),
+                legend="full",
             )
-            if i == 0 and ax.get_legend() is not None:  # one legend for all panels, right of the figure
-                handles, labels = ax.get_legend_handles_labels()
+            if ax.get_legend() is not None:  # one legend for all panels (every hue and style), right of them
+                for handle, label in zip(*ax.get_legend_handles_labels()):
+                    legend.setdefault(label, handle)
                 ax.get_legend().remove()
-                fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
             vals = np.concatenate([sub[x].to_numpy(float), sub[y].to_numpy(float)])
             vals = vals[np.isfinite(vals) & ((vals > 0) if log else True)]
             if len(vals):
@@ -325,6 +327,10 @@ class FigureWriter:
             ax.set_ylabel(ylabel or y)
             if fv is not None:
                 ax.set_title(str(fv), fontsize=10)
+        if legend:  # sections in order: the hue's title and values, then the style's
+            order = [hue, *map(str, hues), *([style, *map(str, styles)] if style else [])]
+            entries = [(legend[k], k) for k in order if k in legend]
+            fig.legend(*zip(*entries), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
         for j in range(len(facets), nrows * ncols):
             axes[j // ncols][j % ncols].set_visible(False)
         if title:

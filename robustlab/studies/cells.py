@@ -2,9 +2,9 @@
 
 A cell is one (part, model, condition, seed) of a resolved study. Its id hashes everything that fixes its
 result: the kind and its version, the model id and checkpoint hash (``card["weights_sha256"]``), the test
-split's dataset fingerprint, the condition (grid coordinates *and* protocol settings), the seed, the tier and
-the item limit. Study and part names are not in the id, so identical cells of different studies share the
-cross-run cache.
+split's dataset fingerprint, the condition (grid coordinates *and* protocol settings), the seed, the tier, the
+item limit and how the items are drawn (`ITEM_ORDER`). Study and part names are not in the id, so identical
+cells of different studies share the cross-run cache.
 
 A cell record (``<run>/cells/<cell-id>.json``)::
 
@@ -112,6 +112,7 @@ def cell_id(
         "seed": int(seed),
         "tier": tier,
         "limit": limit,
+        "items": ITEM_ORDER,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
@@ -191,15 +192,34 @@ def _load_split_items(
     return collate([ds[i] for i in index])
 
 
+#: how a cell's test items are chosen (part of every cell id): the first ``limit`` positions of one fixed
+#: seeded permutation of the test split (`test_order`), in that order
+ITEM_ORDER = "permutation-seed0"
+
+
+def test_order(n: int, limit: int | None = None) -> list[int]:
+    """The test-split indices a cell with ``limit`` reads, in the order it reads them: the first ``limit``
+    entries of the permutation of ``range(n)`` drawn with seed 0 (all of it for ``limit`` None).
+
+    Never the split's first items: a split stored class by class (FSDD and av-digits keep their test split
+    digit by digit) would give a limit of 128 only digits 0-4. A fixed permutation keeps every prefix a random
+    sample -- the ``check_items`` that a computation takes from the front of its items included -- and nests
+    the limits (the 64 items of a smaller limit are the first 64 of a larger one), for every model of a data
+    set alike (paired comparisons stay paired).
+    """
+    order = np.random.default_rng(0).permutation(n).tolist()
+    return order if limit is None else order[:limit]
+
+
 @functools.lru_cache(maxsize=2)
 def _load_items(model_id: str, fingerprint: str, limit: int | None) -> dict[str, Any]:
     from ..data import collate
 
     ds = _load_dataset(model_id, fingerprint)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    if n == 0:
+    index = test_order(len(ds), limit)
+    if not index:
         raise RuntimeError(f"model {model_id}: the test split is empty")
-    return collate([ds[i] for i in range(n)])
+    return collate([ds[i] for i in index])
 
 
 class CellContext:
@@ -255,8 +275,13 @@ class CellContext:
         return _load_dataset(self.cell.model, self.cell.dataset_fingerprint)
 
     def items(self) -> dict[str, Any]:
-        """The first ``limit`` test items as one batch dict (on CPU)."""
+        """The cell's ``limit`` test items (a fixed seeded sample of the split, `test_order`) as one batch
+        dict (on CPU)."""
         return _load_items(self.cell.model, self.cell.dataset_fingerprint, self.cell.limit)
+
+    def item_indices(self) -> list[int]:
+        """Positions of `items` in the test split, in the order `items` holds them."""
+        return test_order(len(self.dataset()), self.cell.limit)
 
     def batches(self, batch_size: int) -> Iterator[dict[str, Any]]:
         """The items in consecutive batches of ``batch_size``, moved to the device."""
@@ -454,6 +479,7 @@ def read_record(path: Path, expected_id: str | None = None) -> dict[str, Any] | 
 
 __all__ = [
     "ARTEFACT_MAX_BYTES",
+    "ITEM_ORDER",
     "Cell",
     "CellContext",
     "artefact_path",
@@ -464,6 +490,7 @@ __all__ = [
     "read_record",
     "record_skeleton",
     "seed_everything",
+    "test_order",
     "to_json",
     "write_artefacts",
     "write_json_atomic",

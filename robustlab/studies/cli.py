@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=EXECUTORS.list(), default="local", help="executor (registry name)")
     r.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     r.add_argument("--seed", type=int, default=None, help="run this seed instead of the study's seeds")
-    r.add_argument("--limit", type=int, default=None, help="first N test items (0 = whole split)")
+    r.add_argument("--limit", type=int, default=None,
+                   help="N test items, a fixed seeded sample of the split (0 = whole split)")
     r.add_argument("--resume", default=None, metavar="RUN_FOLDER", help="finish this run folder")
     r.add_argument("--no-cache", action="store_true", help="neither read nor fill the cross-run cell cache")
     r.add_argument("--no-report", action="store_true", help="do not render the report at the end")

@@ -10,7 +10,7 @@ A study file::
     default_tier = "smoke"
 
     [tiers.smoke]                     # tiers: a row limit plus option overrides
-    limit = 128                       # first `limit` test items (smoke: at most 128); no limit = whole split
+    limit = 128                       # test items: a fixed seeded sample (smoke: at most 128); none = all
     models = ["vggish.base_synthav"]  # optional: this tier's own models (ids or patterns)
     steps = 10                        # applies to every part whose kind has an option `steps`
     [tiers.smoke.noise]               # overrides for the part named "noise" only

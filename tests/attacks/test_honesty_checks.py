@@ -58,6 +58,33 @@ def test_full_range_uses_the_evaluated_attack():
     assert weak["full_range"].ok is False
 
 
+def _fusion(visual_scale: float):
+    model = toy("fusion")
+    with torch.no_grad():                                   # how much the image branch weighs in the sum
+        for p in model.v.parameters():
+            p.mul_(visual_scale)
+    return model, make_batch(model, 16)
+
+
+def test_full_range_of_a_one_modality_attack_on_a_fusion_is_judged_against_constant_fills():
+    """An audio-only attack cannot drive a fusion whose image alone classifies to ~0: the target is the
+    accuracy with the audio replaced by a constant, which the full box contains."""
+    model, batch = _fusion(3.0)                             # the image decides: audio-only PGD stalls > 0
+    f = _flags(model, batch, Threat("linf", 0.02, "audio"))["full_range"]
+    assert f.evidence["value"] > f.evidence["tolerance"]    # the former ~0 target would fail this model
+    assert f.evidence["expected"] > 0.5 and f.ok, f.message
+    assert "replaced by a constant" in f.message
+    both = _flags(model, batch, Threat("linf", {"audio": 0.02, "visual": 0.03}, "both"))["full_range"]
+    assert both.evidence["expected"] == 0.0                  # owning every modality: ~0 as before
+
+
+def test_full_range_of_a_one_modality_attack_still_catches_a_stalled_attack():
+    model, batch = _fusion(0.3)                             # the audio decides: a constant audio breaks it
+    weak = _flags(model, batch, Threat("linf", 0.02, "audio"), step_size=1e-6, random_start=False)
+    f = weak["full_range"]
+    assert f.evidence["expected"] < 0.5 and f.ok is False, f.message
+
+
 def test_stronger_attack_catches_a_weak_evaluated_attack():
     model = toy("spec")
     batch = make_batch(model, 16)

@@ -10,8 +10,9 @@ from robustlab.studies.kinds import ModelInfo
 
 
 class ItemsContext:
-    """What `CellContext` offers for the test split: ``model()``, ``items()`` and ``batches(bs)`` around a
-    model and a fixed batch dict of items (subclass it for splits, sample rates, cell metadata)."""
+    """What `CellContext` offers for the test split: ``model()``, ``items()``, ``item_indices()`` and
+    ``batches(bs)`` around a model and a fixed batch dict of items (subclass it for splits, sample rates,
+    cell metadata)."""
 
     def __init__(self, model: Any, items: dict, seed: int = 123) -> None:
         self._model, self._items, self.seed, self.device = model, items, seed, None
@@ -21,6 +22,9 @@ class ItemsContext:
 
     def items(self) -> dict:
         return self._items
+
+    def item_indices(self) -> list[int]:
+        return list(range(len(self._items["label"])))
 
     def batches(self, batch_size: int):
         n = len(self._items["label"])

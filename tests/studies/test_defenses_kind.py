@@ -435,3 +435,33 @@ def test_layout_renders(tmp_path: Path) -> None:
     figs = [b for s in sections for b in s.blocks if isinstance(b, Figure)]
     assert len(figs) >= 3 and all((tmp_path / "figures" / f.name).is_file() for f in figs)
     assert any(p["method"] == "training cost (checkpoint cards)" for p in layout.protocol(rows))
+
+
+def test_failed_stronger_attack_shows_its_lower_value_and_short_labels(tmp_path: Path) -> None:
+    from robustlab.studies.kinds.defenses.layout import short_labels
+
+    rows = family()
+    for r in rows:
+        if (
+            r["model"] == "fusion_late.pgdat_synthav@seed1"
+            and r["metric"] == "flag:stronger_attack"
+            and r["modality"] == "audio"
+        ):
+            r.update(value=0, evidence={"value": 0.31})
+    derived = run_derive(rows)
+    s = next(
+        r
+        for r in derived
+        if r["metric"] == "defense_summary" and r["model"] == "fusion_late.pgdat_synthav@seed1"
+    )
+    assert s["flagged"] and s["headline_corrected"]["value"] == pytest.approx(0.31)
+    sections = get_layout("defenses").sections(rows + derived, FigureWriter(tmp_path / "figures"))
+    ranked = next(b for b in sections[1].blocks if isinstance(b, Table))
+    row = next(r for r in ranked.rows if r[1] == "fusion_late.pgdat_synthav@seed1")
+    assert "(stronger attack: 0.31)" in row[5]
+    assert short_labels(["fusion_late.base_synthav", "fusion_late.pgdat_synthav@seed1"]) == {
+        "fusion_late.base_synthav": "base",
+        "fusion_late.pgdat_synthav@seed1": "pgdat@seed1",
+    }
+    mixed = ["fusion_late.base_synthav", "vggish.base_fsdd"]
+    assert short_labels(mixed) == {m: m for m in mixed}  # two families: the ids themselves

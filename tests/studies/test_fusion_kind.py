@@ -13,16 +13,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+import kind_cells
 import numpy as np
 import pytest
 import torch
+from kind_cells import ItemsContext
 from torch import nn
 
 from robustlab.models.base import ModelSpec, ZooModel
 from robustlab.reports.document import Figure, Table
 from robustlab.reports.figures import FigureWriter
 from robustlab.reports.layouts import get_layout
-from robustlab.studies.cells import Cell, clean_rows
 from robustlab.studies.kinds import ModelInfo, RunInfo, get_kind
 from robustlab.studies.kinds.base import ProtocolMismatch, RowIndex
 from robustlab.studies.kinds.fusion.budgets import geometric_scales, grid_ratio, minimal_budgets
@@ -82,21 +83,10 @@ def linear_items() -> dict:
     }
 
 
-class Context:
-    """What `CellContext` offers, around a constructed model and fixed items."""
+class Context(ItemsContext):
+    """What `CellContext` offers, around a constructed model and fixed items (the train split: the same)."""
 
-    def __init__(self, model: Any, items: dict, seed: int = 5) -> None:
-        self._model, self._items, self.seed, self.device, self.sample_rate = model, items, seed, None, SR
-
-    def model(self) -> Any:
-        return self._model.eval()
-
-    def items(self) -> dict:
-        return self._items
-
-    def batches(self, batch_size: int):
-        for s in range(0, N, batch_size):
-            yield {k: v[s : s + batch_size] for k, v in self._items.items()}
+    sample_rate = SR
 
     def split_items(self, split: str, limit: int | None = None, *, seed: int = 0) -> dict:
         return {k: v[:limit] for k, v in self._items.items()}
@@ -135,37 +125,8 @@ def options(**extra: Any) -> Any:
 
 
 def run_model(kind: Any, opts: Any, info: ModelInfo, model: Any, items: dict) -> list[dict]:
-    rows = []
-    for cond in kind.conditions(opts, info):
-        cell = Cell(
-            study="t",
-            part="p",
-            kind="fusion",
-            kind_version=kind.version,
-            kind_module="",
-            model=info.id,
-            dataset=info.dataset,
-            weights_sha256="w",
-            dataset_fingerprint="d",
-            condition=cond.to_json(),
-            seed=0,
-            tier="smoke",
-            limit=N,
-        )
-        for r in clean_rows(kind.run_cell(cell, Context(model, items)), cell):
-            rows.append(
-                {
-                    "model": info.id,
-                    "dataset": info.dataset,
-                    "kind": "fusion",
-                    "part": "p",
-                    "seed": 0,
-                    "tier": "smoke",
-                    "cell": cell.id,
-                    **r,
-                }
-            )
-    return rows
+    rows = kind_cells.run_all(kind, opts, info, Context(model, items, seed=5), limit=N)
+    return [{**r, "dataset": info.dataset, "tier": "smoke"} for r in rows]
 
 
 RUN = RunInfo(study="t", run_dir="", tier="smoke", seeds=(0,))
@@ -379,6 +340,11 @@ def test_cells_rows_and_report(linear_run: tuple, tmp_path: Path) -> None:
     )
     miss = {(r["modality"], r["fill"]) for r in rows if r["metric"] == "missing_accuracy"}
     assert miss == {("audio", "zero"), ("audio", "mean"), ("visual", "zero"), ("visual", "mean")}
+    acc = {(r["modality"], r["fill"]): r["value"] for r in rows if r["metric"] == "missing_accuracy"}
+    clean = next(r["value"] for r in rows if r["metric"] == "clean_accuracy" and r["model"] == "fused.lin")
+    for r in (r for r in rows if r["metric"] == "missing_drop"):  # paired: clean minus missing, same items
+        assert r["value"] == pytest.approx(clean - acc[(r["modality"], r["fill"])])
+        assert r["ci_low"] <= r["value"] <= r["ci_high"]
     derived = get_kind("fusion").derive(opts, RowIndex.of(rows), "p", RUN)
     allrows = rows + [{**r, "cell": "derived", "part": "p"} for r in derived]
     layout = get_layout("fusion")
@@ -448,3 +414,30 @@ def test_derive_refuses_to_pair_different_items(linear_run: tuple) -> None:
     ]
     with pytest.raises(ProtocolMismatch, match="ref.audio differs"):
         get_kind("fusion").derive(opts, RowIndex.of(ref), "p", RUN)
+
+
+def test_verdict_says_when_the_fusion_ignores_the_attacked_modality() -> None:
+    from robustlab.studies.kinds.fusion.derive import verdict_row
+
+    opts = options()
+    base = {"model": "fused.lin", "dataset": DATASET}
+    clean = {**base, "metric": "clean_accuracy", "value": 0.9, "ci_low": 0.8, "ci_high": 0.97, "n": 40}
+
+    def missing(modality: str, fill: str, v: float) -> dict:
+        ci = {"ci_low": v - 0.1, "ci_high": v + 0.1, "n": 40}
+        return {**base, "metric": "missing_accuracy", "modality": modality, "fill": fill, "value": v, **ci}
+
+    rows = [clean, missing("audio", "zero", 0.2), missing("audio", "mean", 0.3)]
+    rows.append(missing("visual", "mean", 0.88))
+    uses = verdict_row([], None, rows, opts, "fused.lin", "audio", "audio.lin", "visual.lin")
+    assert uses["uses_attacked"] is True and uses["without_attacked"][4] == "mean"  # the best fill
+    ignores = verdict_row([], None, rows, opts, "fused.lin", "visual", "visual.lin", "audio.lin")
+    assert ignores["uses_attacked"] is False and ignores["value"] == "no difference shown"
+    joint = verdict_row([], None, rows, opts, "fused.lin", "both", "audio.lin", None)
+    assert joint["uses_attacked"] is None and joint["without_attacked"] is None
+    # paired drops decide when measured: a drop whose interval lies above 0 for every fill shows use
+    drop = {**base, "metric": "missing_drop", "modality": "visual", "fill": "mean", "n": 40}
+    shown = rows + [{**drop, "value": 0.05, "ci_low": 0.01, "ci_high": 0.1}]
+    assert verdict_row([], None, shown, opts, "fused.lin", "visual", "visual.lin", None)["uses_attacked"]
+    unsure = rows + [{**drop, "value": 0.05, "ci_low": 0.0, "ci_high": 0.1}]
+    assert not verdict_row([], None, unsure, opts, "fused.lin", "visual", "visual.lin", None)["uses_attacked"]

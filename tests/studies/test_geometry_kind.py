@@ -68,6 +68,11 @@ class TinyContext:
     def split_items(self, split: str, limit: int | None = None, *, seed: int = 0) -> dict:
         return self._items if limit is None else {k: v[:limit] for k, v in self._items.items()}
 
+    def split_batches(self, split: str, batch_size: int, limit: int | None = None, *, seed: int = 0):
+        items = self.split_items(split, limit, seed=seed)
+        for s in range(0, len(items["label"]), batch_size):
+            yield {k: v[s : s + batch_size] for k, v in items.items()}
+
 
 def tiny_av() -> tuple[Any, dict]:
     torch.manual_seed(0)
@@ -177,6 +182,10 @@ def test_rows_on_a_tiny_av_model(tmp_path: Path) -> None:
         clean = {r["class"]: r["value"] for r in by["class_clean_accuracy"] if r["modality"] == mod}
         assert all(r["value"] <= clean[r["class"]] + 1e-9 for r in mine)  # the worst case keeps the clean
     assert len(by["class_noise_accuracy"]) == 2 * K
+    # per-class cells on a subset of class_items test items (the context draws it), not the tier's limit
+    sub = run_rows(kind, options(class_items=6, potency=False, noise=False), AV, TinyContext(model, items))
+    sub_cra = [r for r in sub if r["metric"] == "class_robust_accuracy" and r["modality"] == "audio"]
+    assert sum(r["n"] for r in sub_cra) == 6 and {r["subset_items"] for r in sub_cra} == {6}
     # same cell, same context -> same rows (seeded)
     geo_cell = next(c for c in kind.conditions(opts, AV) if isinstance(c, GeometryCell))
     cell = Cell("t", "p", "geometry", 1, "", AV.id, "s", "w", "f", geo_cell.to_json(), 0, "smoke", N)
@@ -264,6 +273,13 @@ def test_across_models_orients_eps_star_and_ranks_unreached_highest() -> None:
     noise = next(r for r in out if r["target"] == "noise_accuracy")
     assert noise["value"] == pytest.approx(-1.0)
     assert {r["group"] for r in out} == {"ds"}  # one dataset: no "all" group
+    # a target no model of the group was measured on (visual eps* of audio-only models) gives no row
+    fused = [{**r, "embedding": "fused"} for r in rows if r.get("scope") == "summary"]
+    visual = [{**r, "modality": "visual", "norm": "linf", "model": "v", "dataset": "av"} for r in rows[1:2]]
+    out = derive.across_models(opts, rows + fused + visual)
+    ds_fused = [r for r in out if r["group"] == "ds" and r["embedding"] == "fused"]
+    assert {r.get("target_modality") for r in ds_fused if r["target"] == "eps_star"} == {"audio"}
+    assert {r["target_modality"] for r in ds_fused if r["target"] == "noise_accuracy"} == {"audio"}
 
 
 def test_layout_tables_from_constructed_rows(tmp_path: Path) -> None:
@@ -285,4 +301,38 @@ def test_layout_tables_from_constructed_rows(tmp_path: Path) -> None:
     tables = [b for s in sections for b in s.blocks if isinstance(b, Table)]
     geo = tables[0]
     assert geo.rows[0][:3] == ["a", "ds", "fused"] and 0.7 in geo.rows[0] and 0.5 in geo.rows[0]
-    assert any("not reached" in row for t in tables for row in t.rows)
+    assert any("> 0.1" in row for t in tables for row in t.rows)  # eps* beyond the grid's strongest budget
+
+
+def test_shared_protocol_helpers() -> None:
+    from robustlab.reports.protocol import ProtocolEntries, fmt_eps_star
+
+    grid = [40.0, 20.0, 0.0]
+    assert fmt_eps_star({"norm": "snr", "value": None, "grid": grid}) == "< 0"  # lower dB = stronger
+    assert fmt_eps_star({"norm": "linf", "value": None, "grid": [0.001, 0.016]}) == "> 0.016"
+    assert fmt_eps_star({"norm": "linf", "value": 0.004, "grid": [0.001, 0.016]}) == 0.004
+    assert fmt_eps_star(None) is None
+    entries = ProtocolEntries()
+    row = {"metric": "eps_star", "attack": "pgd", "modality": "audio", "norm": "linf", "grid": grid, "n": 4}
+    entries.add_eps_star(row)
+    entries.add_eps_star({**row, "model": "another"})  # same protocol, another model: one entry
+    entries.add_eps_star({**row, "n": 5})
+    assert [e["n"] for e in entries.entries] == [4, 5]
+
+
+def test_pooled_group_needs_two_datasets() -> None:
+    opts = options()
+    rows = []
+    for ds, models in (("a", ["a0", "a1", "a2"]), ("b", ["b0", "b1", "b2"])):
+        for i, m in enumerate(models):
+            rows.append(_summary(m, ds, "audio", "same_class_fraction", 0.5 + 0.1 * i, k=3))
+            eps = {"model": m, "dataset": ds, "part": "p", "cell": "c", "metric": "eps_star", "norm": "linf"}
+            rows.append({**eps, "modality": "audio", "value": 0.001 * (i + 1), "grid": [0.001, 0.01]})
+            if ds == "b":  # only dataset b has a visual eps*
+                rows.append({**eps, "modality": "visual", "value": 0.01 * (i + 1), "grid": [0.01, 0.1]})
+    rows += [{**r, "embedding": "fused"} for r in rows if r.get("scope") == "summary"]
+    out = derive.across_models(opts, rows)
+    pooled = [r for r in out if r["group"] == "all"]
+    assert pooled and all(r["n"] == 6 for r in pooled)
+    assert {r["target_modality"] for r in pooled} == {"audio"}  # visual: dataset b's own row, not repeated
+    assert [r for r in out if r["group"] == "b" and r["target_modality"] == "visual"]

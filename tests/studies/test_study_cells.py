@@ -131,3 +131,31 @@ def test_split_items_refuse_a_changed_split(monkeypatch: pytest.MonkeyPatch) -> 
     ctx = _split_context(monkeypatch, {"train": "fp-at-training"}, {"train": _Split(5, "fp-now")})
     with pytest.raises(RuntimeError, match="train-split fingerprint fp-now differs.*fp-at-training"):
         ctx.split_items("train", 2)
+
+
+def test_limited_items_are_a_fixed_sample_of_every_class_not_the_first_items(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A split stored class by class (FSDD: digit by digit) must not give a limit only its first classes."""
+    import torch
+
+    from robustlab.studies import cells
+
+    n = 300
+    split = _Split(n, "fp-test")
+    for i, item in enumerate(split.items):
+        item["label"] = torch.tensor(i // 30)                          # 10 classes, stored one after another
+    ctx = _split_context(monkeypatch, {"test": "fp-test"}, {"test": split})
+    monkeypatch.setattr(cells, "_load_dataset", lambda model_id, fp: split)
+    cells._load_items.cache_clear()
+    items = ctx.items()                                                # BASE: limit 128
+    assert items["label"].shape == (128,)
+    assert set(items["label"].tolist()) == set(range(10))
+    assert set(items["label"][:32].tolist()) != {0}                    # a prefix (check_items) is mixed too
+    assert len(set(items["audio"][:, 0].tolist())) == 128             # distinct items
+    order = cells.test_order(n)
+    assert sorted(order) == list(range(n)) and order != list(range(n))
+    assert cells.test_order(n, 64) == cells.test_order(n, 128)[:64] == order[:64]   # nested limits
+    assert items["audio"][:, 0].tolist() == [float(i) for i in order[:128]]
+    before = cell_id(**BASE)
+    monkeypatch.setattr(cells, "ITEM_ORDER", "another-order")             # how items are drawn is in the id
+    assert cell_id(**BASE) != before

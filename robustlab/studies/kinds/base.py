@@ -140,7 +140,7 @@ class Condition:
 
 @dataclass(frozen=True)
 class Clean(Condition):
-    """Clean accuracy on the first ``limit`` test items (every kind that reports it uses this condition)."""
+    """Clean accuracy on the cell's ``limit`` test items (every kind that reports it uses this condition)."""
 
     cell = "clean"
     batch_size: int

@@ -4,7 +4,7 @@ potency eps*) of a part's rows. Budget axes are ordered by the norm's `Threat` c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ....reports.document import Section, Table
@@ -66,6 +66,57 @@ def other_protocol(p: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def protocol_entry(row: Mapping[str, Any], **columns: Any) -> dict[str, Any]:
+    """A protocol-table entry of an attack row: the method, ``columns`` (what the entry groups by), then
+    the attack's settings from the row's ``protocol``; ``n`` and ``seeds`` start as sets that `add_to_entry`
+    fills and `close_entries` turns into text."""
+    p = row.get("protocol") or {}
+    return {
+        "method": row.get("attack"),
+        **columns,
+        "steps": p.get("steps"),
+        "step size (x eps)": p.get("step_size"),
+        "restarts": p.get("restarts"),
+        "random start": p.get("random_start"),
+        "loss": p.get("loss"),
+        "other": other_protocol(p),
+        "n": set(),
+        "seeds": set(),
+    }
+
+
+def add_to_entry(entry: dict[str, Any], row: Mapping[str, Any]) -> None:
+    """Record ``row``'s n and seed in a `protocol_entry`."""
+    entry["n"].add(row.get("n"))
+    entry["seeds"].add(row.get("seed"))
+
+
+def close_entries(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries with their collected n and seeds as sorted, comma-separated text (in place)."""
+    for e in entries:
+        e["n"] = ", ".join(str(n) for n in sorted(x for x in e["n"] if x is not None))
+        e["seeds"] = ", ".join(str(s) for s in sorted(x for x in e["seeds"] if x is not None))
+    return list(entries)
+
+
+def check_entries(
+    rows: Sequence[Mapping[str, Any]], columns: Callable[[Mapping[str, Any]], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One protocol entry per attack and set of ``columns(row)`` of the sanity-check rows (``flag:*``
+    metrics), with that check's n and seed."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        if str(r.get("metric", "")).startswith("flag:"):
+            cols = columns(r)
+            seen[(r.get("attack"), repr(cols))] = {
+                "method": f"sanity checks ({r.get('attack')})",
+                **cols,
+                "n": r.get("n"),
+                "seeds": r.get("seed"),
+            }
+    return list(seen.values())
+
+
 def _val_ci(r: Mapping[str, Any] | None) -> str:
     if r is None or r.get("value") is None:
         return "–"
@@ -81,33 +132,15 @@ class AttackSweepLayout(ReportLayout):
         for r in rows:
             if r.get("metric") != "robust_accuracy":
                 continue
-            p = r.get("protocol") or {}
             e = seen.setdefault(
-                (r.get("attack"), r.get("norm")),
-                {
-                    "method": r.get("attack"),
-                    "norm": r.get("norm"),
-                    "eps": [],
-                    "steps": p.get("steps"),
-                    "step size (x eps)": p.get("step_size"),
-                    "restarts": p.get("restarts"),
-                    "random start": p.get("random_start"),
-                    "loss": p.get("loss"),
-                    "other": other_protocol(p),
-                    "n": set(),
-                    "seeds": set(),
-                },
+                (r.get("attack"), r.get("norm")), protocol_entry(r, norm=r.get("norm"), eps=[])
             )
             if r.get("eps") not in e["eps"]:
                 e["eps"].append(r.get("eps"))
-            e["n"].add(r.get("n"))
-            e["seeds"].add(r.get("seed"))
-        out = []
+            add_to_entry(e, r)
         for e in seen.values():
             e["eps"] = sorted(e["eps"])
-            e["n"] = ", ".join(str(n) for n in sorted(x for x in e["n"] if x is not None))
-            e["seeds"] = ", ".join(str(s) for s in sorted(x for x in e["seeds"] if x is not None))
-            out.append(e)
+        out = close_entries(list(seen.values()))
         for r in rows:
             if r.get("metric") == "eps_star":
                 out.append(
@@ -120,21 +153,7 @@ class AttackSweepLayout(ReportLayout):
                         "seeds": r.get("seed"),
                     }
                 )
-        checks = {
-            (r.get("attack"), r.get("norm"), r.get("eps")): r
-            for r in rows
-            if str(r.get("metric", "")).startswith("flag:")
-        }
-        for (a, n, e), r in checks.items():
-            out.append(
-                {
-                    "method": f"sanity checks ({a})",
-                    "norm": n,
-                    "eps": [e],
-                    "n": r.get("n"),
-                    "seeds": r.get("seed"),
-                }
-            )
+        out += check_entries(rows, lambda r: {"norm": r.get("norm"), "eps": [r.get("eps")]})
         # one entry per (method, norm, eps grid): several models share a protocol
         uniq: dict[str, dict[str, Any]] = {}
         for e in out:

@@ -2,7 +2,7 @@
 
 Conditions of one model:
 
-* `Clean` -- clean accuracy on the first ``limit`` test items;
+* `Clean` -- clean accuracy on the cell's ``limit`` test items;
 * `AttackCell` -- one (attack, norm, eps): robust accuracy, success rate, perturbation size;
 * `Potency` -- eps* per norm on a grid (``robustlab.attacks.potency.eps_star``);
 * `Checks` -- the evaluation sanity checks (``robustlab.attacks.checks.run_checks``) at a reference budget.
@@ -14,7 +14,7 @@ What an attack takes and which norms it handles come from the attack classes the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,6 +284,89 @@ def conditions(options: Options, model: ModelInfo) -> list[Condition]:
     return out
 
 
+def potency_options(
+    source: Any,
+    modality: str,
+    grids: Mapping[str, Sequence[float]],
+    norms: Sequence[str],
+    *,
+    steps: int | None = None,
+    step_size: float | None = None,
+    restarts: int | None = None,
+) -> Options:
+    """The options of this kind whose `Potency` conditions are another kind's eps* cells (see
+    `potency_conditions`): eps* of ``modality`` for each norm of ``norms`` that has a grid in ``grids``.
+
+    Args:
+        source: the other kind's options, read by name: ``potency_attack``, ``potency_level``,
+            ``potency_points``, ``potency_options``, ``batch_size``, ``n_boot`` and, unless given here,
+            ``steps``, ``step_size``, ``restarts``.
+        modality: the attacked modality.
+        grids: budget grid per norm (norms without one are skipped).
+        norms: the norms whose eps* is wanted.
+        steps / step_size / restarts: the attack protocol when ``source`` names it otherwise.
+
+    Raises:
+        ValueError: a norm of ``grids`` has no grid option here (see `NORMS`).
+    """
+    unknown = [n for n in grids if n not in NORMS]
+    if unknown:
+        raise ValueError(f"unknown norm(s) {unknown}; eps* is searched for {', '.join(NORMS)}")
+    wanted = tuple(n for n in norms if n in grids)
+    return Options(
+        attacks=(source.potency_attack,),
+        norms=wanted,
+        modality=modality,
+        steps=source.steps if steps is None else steps,
+        step_size=source.step_size if step_size is None else step_size,
+        restarts=source.restarts if restarts is None else restarts,
+        batch_size=source.batch_size,
+        potency=True,
+        potency_attack=source.potency_attack,
+        potency_level=source.potency_level,
+        potency_options=dict(source.potency_options),
+        potency_points=source.potency_points,
+        checks=False,
+        n_boot=source.n_boot,
+        **{f"eps_{n}": tuple(float(e) for e in grids[n]) for n in wanted},
+    )
+
+
+def check_grids(table: Mapping[str, Mapping[str, Sequence[float]]], where: str) -> None:
+    """Validate a budget table ``table[modality][norm] = grid`` of another kind's options (modalities audio /
+    visual, norms of `NORMS`, no empty grid; ValueError naming ``where`` and the bad entry)."""
+    for m, grids in table.items():
+        if m not in ("audio", "visual"):
+            raise ValueError(f"{where}: unknown modality {m!r}; modalities: audio, visual")
+        for norm, grid in grids.items():
+            if norm not in NORMS:
+                raise ValueError(f"{where}.{m}: unknown norm {norm!r}; norms: {', '.join(NORMS)}")
+            if not grid:
+                raise ValueError(f"{where}.{m}.{norm} is empty")
+
+
+def check_potency(
+    source: Any, grids: Mapping[str, Mapping[str, Sequence[float]]], modalities: Sequence[str], where: str
+) -> None:
+    """Validate another kind's eps* options (read by name as in `potency_options`): each norm of
+    ``source.potency_norms`` has a grid ``grids[modality][norm]`` for each of ``modalities`` and is handled
+    by ``source.potency_attack``, and ``source.potency_points`` is 0 or >= 2 (ValueError naming the problem;
+    ``where`` is the option name of ``grids`` in the message)."""
+    for m in modalities:
+        for norm in source.potency_norms:
+            if norm not in grids.get(m, {}):
+                raise ValueError(f"potency norm {norm!r} of modality {m!r} has no grid ({where}.{m}.{norm})")
+            if not supports(source.potency_attack, norm):
+                raise ValueError(f"attack {source.potency_attack!r} does not support norm {norm!r}")
+    if not (source.potency_points == 0 or source.potency_points >= 2):
+        raise ValueError(f"potency_points must be 0 (the grid) or >= 2, got {source.potency_points!r}")
+
+
+def potency_conditions(options: Options, model: ModelInfo) -> list[Potency]:
+    """Only the eps* (`Potency`) conditions of ``options`` for ``model`` (e.g. of `potency_options`)."""
+    return [c for c in conditions(options, model) if isinstance(c, Potency)]
+
+
 __all__ = [
     "NORMS",
     "AttackCell",
@@ -293,8 +376,12 @@ __all__ = [
     "Potency",
     "attack_kwargs",
     "check",
+    "check_grids",
+    "check_potency",
     "conditions",
+    "potency_conditions",
     "potency_grid",
+    "potency_options",
     "supports",
     "threat_of",
 ]

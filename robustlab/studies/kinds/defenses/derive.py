@@ -306,6 +306,7 @@ def summaries(
                 **_pick(head),
                 "attack": (head or {}).get("attack"),
             },
+            "headline_corrected": _pick(st.corrected_headline(threat)) if st.stronger else None,
             "threats": [
                 {"modality": m, "norm": n, "eps": e, **_pick(r), "attack": r.get("attack")}
                 for (m, n, e), r in st.worst.items()
@@ -579,9 +580,9 @@ def _verdict(
     text += gain_note
     text += (
         " Cost ratios are wall times from the checkpoint cards of separate training runs and carry the "
-        "machine "
-        "load of each run; the in-run ratio compares a defense's separately timed overhead (attack steps, "
-        "geometry passes; not the extra mixed examples per batch) with the rest of the same run."
+        "machine load and torch thread count of each run (see the training table); the in-run ratio "
+        "compares a defense's separately timed overhead (attack steps, geometry passes; not the extra "
+        "mixed examples per batch) with the rest of the same run."
     )
     row.update(
         outcome=outcome,

@@ -5,11 +5,13 @@ detail tables (robust accuracy per attack, sanity flags, training)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ....reports.document import Section, Table
 from ....reports.layouts import LAYOUTS, ReportLayout, budget_order, fmt_value_ci
+from ....reports.protocol import ProtocolEntries, fmt_eps_star
 
 
 def _pick(rows: Sequence[Mapping[str, Any]], metric: str) -> list[Mapping[str, Any]]:
@@ -18,12 +20,6 @@ def _pick(rows: Sequence[Mapping[str, Any]], metric: str) -> list[Mapping[str, A
 
 def _threat(t: Mapping[str, Any]) -> str:
     return f"{t.get('modality')} {t.get('norm')} {t.get('eps'):.4g}"
-
-
-def _eps(e: Mapping[str, Any]) -> Any:
-    if e.get("value") is not None:
-        return e["value"]
-    return "not reached" if e.get("grid") else None
 
 
 def _before_after(summary: Mapping[str, Any], key: str) -> str:
@@ -36,6 +32,31 @@ def _before_after(summary: Mapping[str, Any], key: str) -> str:
     return f"{fb} → {fa}"
 
 
+def short_labels(models: Sequence[str]) -> dict[str, str]:
+    """Figure labels of zoo ids ``<arch>.<recipe>_<dataset>[@seed<N>]``: ``<recipe>[@seed<N>]`` when every
+    model shares the architecture and the dataset, else the ids themselves."""
+    parts = {}
+    for m in models:
+        found = re.fullmatch(r"([^.]+)\.(.+)_([^_@]+)(@seed\d+)?", m)
+        if found is None:
+            return {x: x for x in models}
+        parts[m] = found.groups()
+    if len({(a, d) for a, _, d, _ in parts.values()}) != 1:
+        return {x: x for x in models}
+    return {m: f"{r}{seed or ''}" for m, (_, r, _, seed) in parts.items()}
+
+
+def _headline(summary: Mapping[str, Any]) -> str:
+    """The headline robust accuracy of a summary row, and the failed stronger-attack check's lower value
+    where there is one (the number the verdict uses)."""
+    text = fmt_value_ci(summary.get("headline"))
+    head = (summary.get("headline") or {}).get("value")
+    lower = (summary.get("headline_corrected") or {}).get("value")
+    if lower is not None and lower != head:
+        text += f" (stronger attack: {lower:.3g})"
+    return text
+
+
 def _ratio(v: Any) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
@@ -45,15 +66,7 @@ class DefensesLayout(ReportLayout):
     """Protocol and sections of ``defenses`` rows."""
 
     def protocol(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        seen: set[str] = set()
-
-        def add(entry: dict[str, Any]) -> None:
-            key = repr(sorted((k, repr(v)) for k, v in entry.items()))
-            if key not in seen:
-                seen.add(key)
-                out.append(entry)
-
+        entries = ProtocolEntries()
         grids: dict[tuple, dict[str, Any]] = {}
         for r in _pick(rows, "robust_accuracy"):
             p = r.get("protocol") or {}
@@ -80,23 +93,13 @@ class DefensesLayout(ReportLayout):
         for e in grids.values():
             e["n"] = ", ".join(str(n) for n in sorted(x for x in e["n"] if x is not None))
             e["seeds"] = ", ".join(str(s) for s in sorted(x for x in e["seeds"] if x is not None))
-            add(e)
+            entries.add(e)
         for r in rows:
             m = str(r.get("metric", ""))
             if m == "eps_star":
-                add(
-                    {
-                        "method": f"eps* ({r.get('attack')})",
-                        "modality": r.get("modality"),
-                        "norm": r.get("norm"),
-                        "eps": r.get("grid"),
-                        "other": f"level {r.get('level')}",
-                        "n": r.get("n"),
-                        "seeds": r.get("seed"),
-                    }
-                )
+                entries.add_eps_star(r)
             elif m.startswith("flag:"):
-                add(
+                entries.add(
                     {
                         "method": f"sanity checks ({r.get('attack')})",
                         "modality": r.get("modality"),
@@ -107,17 +110,9 @@ class DefensesLayout(ReportLayout):
                     }
                 )
             elif m == "accuracy" and r.get("perturbation"):
-                add(
-                    {
-                        "method": r.get("perturbation"),
-                        "modality": r.get("modality"),
-                        "level kind": r.get("level_kind"),
-                        "n": r.get("n"),
-                        "seeds": r.get("seed"),
-                    }
-                )
+                entries.add_noise(r)
             elif m == "same_class_fraction" and r.get("scope") == "summary" and r.get("embedding") == "fused":
-                add(
+                entries.add(
                     {
                         "method": "geometry (density, convexity)",
                         "split": r.get("split"),
@@ -132,7 +127,7 @@ class DefensesLayout(ReportLayout):
             def values(key: str) -> str:
                 return ", ".join(str(v) for v in sorted({r.get(key) for r in training} - {None}, key=str))
 
-            add(
+            entries.add(
                 {
                     "method": "training cost (checkpoint cards)",
                     "n": len(training),
@@ -141,7 +136,7 @@ class DefensesLayout(ReportLayout):
                     f"{values('torch_threads')}",
                 }
             )
-        return out
+        return entries.entries
 
     def sections(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> list[Section]:
         sections: list[Section] = []
@@ -186,9 +181,9 @@ class DefensesLayout(ReportLayout):
                     s.get("defense"),
                     s.get("train_seed"),
                     fmt_value_ci(s.get("clean")),
-                    fmt_value_ci(s.get("headline")),
+                    _headline(s),
                     s.get("value"),
-                    *[_eps(eps[k]) if k in eps else None for k in eps_keys],
+                    *[fmt_eps_star(eps.get(k)) for k in eps_keys],
                     s.get("noise_accuracy"),
                     _ratio(s.get("cost_ratio")),
                     _ratio(s.get("cost_ratio_in_run")),
@@ -198,9 +193,10 @@ class DefensesLayout(ReportLayout):
                 ]
             )
         blocks: list[Any] = [
-            "Ranked per architecture and dataset: flagged models (a failed sanity check: gradient masking "
-            "or a too-weak attack) after every unflagged one, then by the robustness score = the mean over "
-            "the study threats of the lowest robust accuracy of the attacks (seed mean per recipe). "
+            "Ranked per architecture and dataset: flagged recipes (a failed sanity check on any of their "
+            "seeds: gradient masking or a too-weak attack) after every unflagged one, then by the "
+            "robustness score = the mean over the study threats of the lowest robust accuracy of the attacks "
+            "(seed mean per recipe). "
             f"Headline = {_threat(head)}. Cost ratio = training wall seconds / the base's (both from the "
             "cards, so under the machine loads of two runs); in-run = seconds / (seconds - the defense's "
             "own timed overhead: attack steps of adversarial training, geometry passes of metric mixup; '–' "
@@ -225,10 +221,11 @@ class DefensesLayout(ReportLayout):
                 table_rows,
             ),
         ]
+        label = short_labels([s["model"] for s in summary])
         pts = pd.DataFrame(
             [
                 {
-                    "model": s["model"],
+                    "model": label[s["model"]] + (" (flagged)" if s.get("flags") else ""),
                     "cost": s.get("cost_ratio"),
                     "robust": (s.get("headline") or {}).get("value"),
                 }
@@ -242,14 +239,17 @@ class DefensesLayout(ReportLayout):
                     x="cost",
                     y="robust",
                     name="robust_vs_cost",
-                    title=f"Headline robust accuracy vs training cost ({_threat(head)})",
+                    title=f"Robust accuracy vs training cost ({_threat(head)})",
+                    caption=f"Headline robust accuracy (lowest over the attacks, {_threat(head)}) vs "
+                    "training wall time relative to the base (checkpoint cards); '(flagged)': a failed "
+                    "sanity check, the robust accuracy may be overestimated.",
                     xlabel="training wall time / base's",
-                    ylabel="robust accuracy (worst of the attacks)",
+                    ylabel="robust accuracy (worst attack)",
                 )
             )
         per_threat = pd.DataFrame(
             [
-                {"model": s["model"], "threat": _threat(t), "value": t.get("value")}
+                {"model": label[s["model"]], "threat": _threat(t), "value": t.get("value")}
                 for s in summary
                 for t in s.get("threats") or []
                 if t.get("value") is not None
@@ -266,7 +266,7 @@ class DefensesLayout(ReportLayout):
             )
         geo = pd.DataFrame(
             [
-                {"model": s["model"], "metric": k, "value": v}
+                {"model": label[s["model"]], "metric": k, "value": v}
                 for s in summary
                 for k, v in (s.get("geometry_after") or {}).items()
                 if v is not None and (k == conv or k == dens)
@@ -274,14 +274,13 @@ class DefensesLayout(ReportLayout):
         )
         if len(geo):
             blocks.append(
-                figures.bars(
-                    geo,
-                    x="model",
-                    y="value",
-                    hue="metric",
+                figures.heatmap(
+                    geo.pivot_table(index="model", columns="metric", values="value", sort=False),
                     name="geometry_after",
-                    title="Fused-latent convexity and density per model (the base is the 'before')",
-                    ylabel="value",
+                    title="Fused-latent geometry per model",
+                    caption="Li convexity and kNN same-class fraction of the fused latent per model; the "
+                    "base recipe's row is the 'before' of every defense.",
+                    fmt=".3f",
                 )
             )
         return Section("Defenses ranked", blocks, level=3)

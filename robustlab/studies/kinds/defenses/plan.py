@@ -192,38 +192,6 @@ def geometry_options(options: Options) -> geometry_plan.Options:
     )
 
 
-def potency_options(options: Options) -> geometry_plan.Options:
-    """geometry options whose `geometry_plan.potency_conditions` are this kind's eps* cells."""
-    return geometry_plan.Options(
-        potency_attack=options.potency_attack,
-        potency_modalities=tuple(options.potency_modalities or options.modalities),
-        potency_norms=tuple(options.potency_norms),
-        grids=dict(options.potency_grids),
-        potency_level=options.potency_level,
-        potency_points=options.potency_points,
-        potency_options=dict(options.potency_options),
-        steps=options.steps,
-        step_size=options.step_size,
-        restarts=options.restarts,
-        batch_size=options.batch_size,
-        n_boot=options.n_boot,
-    )
-
-
-def noise_options(options: Options) -> noise_plan.Options:
-    """noise_sweep options whose planning gives this kind's noise cells."""
-    return noise_plan.Options(
-        perturbations=tuple(options.perturbations),
-        visual=options.noise_visual,
-        snr_levels=tuple(options.snr_levels),
-        severities=tuple(options.severities),
-        perturbation_options=dict(options.perturbation_options),
-        batch_size=options.batch_size,
-        correlate=False,
-        n_boot=options.n_boot,
-    )
-
-
 def check(options: Options, models: Sequence[ModelInfo]) -> None:
     """Validate ``options`` (ValueError naming the problem)."""
     from ....attacks.checks import CHECKS
@@ -242,17 +210,8 @@ def check(options: Options, models: Sequence[ModelInfo]) -> None:
         for m in mods:
             if m not in ("audio", "visual"):
                 raise ValueError(f"{where}: unknown modality {m!r}; modalities: audio, visual")
-    for where, table in (("budgets", options.budgets), ("potency_grids", options.potency_grids)):
-        for m, grids in table.items():
-            if m not in ("audio", "visual"):
-                raise ValueError(f"{where}: unknown modality {m!r}; modalities: audio, visual")
-            for norm, grid in grids.items():
-                if norm not in attack_plan.NORMS:
-                    raise ValueError(
-                        f"{where}.{m}: unknown norm {norm!r}; norms: {', '.join(attack_plan.NORMS)}"
-                    )
-                if not grid:
-                    raise ValueError(f"{where}.{m}.{norm} is empty")
+    attack_plan.check_grids(options.budgets, "budgets")
+    attack_plan.check_grids(options.potency_grids, "potency_grids")
     for norm in (*options.norms, *options.check_norms, *options.potency_norms):
         if norm not in attack_plan.NORMS:
             raise ValueError(f"unknown norm {norm!r}; norms: {', '.join(attack_plan.NORMS)}")
@@ -282,11 +241,12 @@ def check(options: Options, models: Sequence[ModelInfo]) -> None:
                 raise ValueError(f"budgets.{a} has no budget of norms {list(options.norms)} (model {m.id})")
             attack_plan.check(sweep, [m])
     if options.potency:
-        geometry_plan.check(potency_options(options), [])
+        mods = options.potency_modalities or options.modalities
+        attack_plan.check_potency(options, options.potency_grids, mods, "potency_grids")
     if options.geometry:
         geometry_plan.check(geometry_options(options), [])
     if options.noise:
-        noise_plan.check(noise_options(options), models)
+        noise_plan.check(noise_plan.suite_options(options), models)
     if options.check_items < 1 or options.batch_size < 1:
         raise ValueError("check_items and batch_size must be >= 1")
 
@@ -298,9 +258,12 @@ def conditions(options: Options, model: ModelInfo) -> list[Condition]:
     for m in geometry_plan.attacked_modalities(options.modalities, model):
         out += attack_plan.conditions(sweep_options(options, m), model)
     if options.potency:
-        out += geometry_plan.potency_conditions(potency_options(options), model)
+        for m in geometry_plan.attacked_modalities(options.potency_modalities or options.modalities, model):
+            grids = options.potency_grids.get(m, {})
+            sweep = attack_plan.potency_options(options, m, grids, options.potency_norms)
+            out += attack_plan.potency_conditions(sweep, model)
     if options.noise:
-        out += noise_plan.conditions(noise_options(options), model)
+        out += noise_plan.conditions(noise_plan.suite_options(options), model)
     if options.geometry:
         out.append(geometry_plan.geometry_condition(geometry_options(options)))
     seen: set[str] = set()
@@ -322,7 +285,5 @@ __all__ = [
     "check",
     "conditions",
     "geometry_options",
-    "noise_options",
-    "potency_options",
     "sweep_options",
 ]

@@ -8,7 +8,7 @@ cell id fixes both.
 Conditions of one diffusion model (switch groups on with ``quality`` / ``purify`` / ``certify``):
 
 * `ModelCard` -- the diffusion model's training facts (time, steps, denoising loss) as rows;
-* `Clean` -- the classifier's clean accuracy on the first ``limit`` test items;
+* `Clean` -- the classifier's clean accuracy on the cell's ``limit`` test items;
 * `Quality` -- Fréchet distance (FAD-style, in the classifier's embedding) and class consistency of
   ``samples_per_class`` generated samples per class, per guidance scale;
 * `PurifiedClean` -- clean accuracy of the purified classifier, and its forward / gradient time;

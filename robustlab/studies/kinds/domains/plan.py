@@ -3,7 +3,7 @@
 Conditions of one model (the attacked modality is always the audio; an audio-visual model keeps its visual
 input clean, so what is measured is its audio branch):
 
-* `Clean` -- clean accuracy on the first ``limit`` test items;
+* `Clean` -- clean accuracy on the cell's ``limit`` test items;
 * `DomainAttack` -- one budget of a waveform-domain (``domain="input"``) or a feature-domain
   (``domain="features"``: the front-end output, e.g. the log-mel) attack, each in its own units; the
   waveform SNR and the feature distance of the result are measured for both, and a feature-domain

@@ -30,7 +30,7 @@ class Fusion(StudyKind):
     modality and verdicts."""
 
     name = "fusion"
-    version = 1
+    version = 2  # 2: verdicts say whether the fusion uses the attacked modality; missing-modality drops
     Options = Options
     computations = CELLS
     layout_module = _layout.__name__

@@ -3,6 +3,9 @@
 The single-modality attack curves, potency eps* and sanity checks are ``attack_sweep``'s computations, the
 noise cells ``noise_sweep``'s (imported, not copied); the joint attack, the per-example minimal budgets and
 the missing-modality cells are this kind's own.
+
+Test items are the cell context's (`robustlab.studies.cells.test_order`: a fixed seeded sample of the test
+split, the same for every model of a dataset); the per-example rows cite their positions in the split.
 """
 
 from __future__ import annotations
@@ -133,6 +136,7 @@ def min_budget(c: MinBudget, ctx: CellContext) -> list[dict[str, Any]]:
             "scales": list(res.scales),
             "index": list(res.index),
             "label": [int(v) for v in items["label"]],
+            "test_index": list(ctx.item_indices()),
             "pred_clean": list(res.pred_clean),
             "pred_adv": list(res.pred_adv),
             "num_classes": int(model.spec.num_classes),
@@ -147,7 +151,9 @@ def min_budget(c: MinBudget, ctx: CellContext) -> list[dict[str, Any]]:
 @CELLS.computes(Missing)
 def missing(c: Missing, ctx: CellContext) -> list[dict[str, Any]]:
     """Accuracy with one modality removed: all zeros (silence / a black image), or the per-element mean of
-    ``mean_items`` training items (seeded subset, seed 0: every model of a dataset gets one fill)."""
+    ``mean_items`` training items (seeded subset, seed 0: every model of a dataset gets one fill); with
+    ``c.paired`` also ``missing_drop``, the clean minus that accuracy on the same examples (paired
+    bootstrap: whether the model uses the modality at all)."""
     import torch
 
     model = ctx.model()
@@ -155,20 +161,27 @@ def missing(c: Missing, ctx: CellContext) -> list[dict[str, Any]]:
     if c.fill == "mean":
         train = ctx.split_items("train", c.mean_items, seed=0)
         fill = train[c.modality].float().mean(0, keepdim=True)
-    oks = []
+    oks, clean_oks = [], []
     for batch in ctx.batches(c.batch_size):
+        if c.paired:
+            clean_oks.append(predict_correct(model, batch))
         x = batch[c.modality]
         batch = dict(batch)
         batch[c.modality] = torch.zeros_like(x) if fill is None else fill.to(x.device).expand_as(x).clone()
         oks.append(predict_correct(model, batch))
-    return [
-        {
-            "modality": c.modality,
-            "fill": c.fill,
-            "metric": "missing_accuracy",
-            **estimate(concat(oks), ctx.seed, c.n_boot),
-        }
-    ]
+    ident = {"modality": c.modality, "fill": c.fill}
+    rows = [{**ident, "metric": "missing_accuracy", **estimate(concat(oks), ctx.seed, c.n_boot)}]
+    if c.paired:
+        drop = concat(clean_oks) - concat(oks)
+        rows.append({**ident, "metric": "missing_drop", **estimate(drop, ctx.seed, c.n_boot)})
+    return rows
 
 
-__all__ = ["CELLS", "clean", "items_digest", "joint_attack", "min_budget", "missing"]
+__all__ = [
+    "CELLS",
+    "clean",
+    "items_digest",
+    "joint_attack",
+    "min_budget",
+    "missing",
+]

@@ -9,7 +9,13 @@ from typing import Any
 
 from ....reports.document import Section, Table
 from ....reports.layouts import LAYOUTS, ReportLayout, budget_order, fmt_ci, fmt_value_ci
-from ..attack_sweep.layout import eps_label, other_protocol
+from ..attack_sweep.layout import (
+    add_to_entry,
+    check_entries,
+    close_entries,
+    eps_label,
+    protocol_entry,
+)
 from ..noise_sweep.layout import NoiseSweepLayout
 
 #: flip examples listed per (fused model, modality)
@@ -37,6 +43,22 @@ def _at(v: Sequence[Any] | None) -> str:
     return _triple(v[:3]) + at
 
 
+def _without_text(v: Sequence[Any] | None) -> str:
+    """``value [lo, hi] (fill)`` of a ``[value, lo, hi, n, fill]`` list."""
+    if not v or v[0] is None:
+        return "–"
+    return f"{_triple(v[:3])} ({v[4]})"
+
+
+def _bound(b: float | None) -> str:
+    return "beyond the grid" if b is None else f"{b:.3g}"
+
+
+def _eps_text(r: Mapping[str, Any]) -> str:
+    """eps* per example with its interval; values beyond the budget grid are said so."""
+    return f"{_bound(r.get('value'))} [{_bound(r.get('ci_low'))}, {_bound(r.get('ci_high'))}]"
+
+
 def _level(level: Any) -> str:
     return "chance" if level == "chance" else f"{float(level):.0%} of clean"
 
@@ -62,57 +84,38 @@ class FusionLayout(ReportLayout):
     """Protocol and sections of ``fusion`` rows."""
 
     def protocol(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
         seen: dict[tuple, dict[str, Any]] = {}
         for r in rows:
             if r.get("metric") != "robust_accuracy":
                 continue
-            p = r.get("protocol") or {}
-            joint = r.get("modality") == "both"
             e = seen.setdefault(
                 (r.get("attack"), r.get("modality"), r.get("norm")),
-                {
-                    "method": r.get("attack"),
-                    "attacked": _attacked(r.get("modality"), r.get("norm")),
-                    "budgets": [],
-                    "steps": p.get("steps"),
-                    "step size (x eps)": p.get("step_size"),
-                    "restarts": p.get("restarts"),
-                    "random start": p.get("random_start"),
-                    "loss": p.get("loss"),
-                    "other": other_protocol(p),
-                    "n": set(),
-                    "seeds": set(),
-                },
+                protocol_entry(r, attacked=_attacked(r.get("modality"), r.get("norm")), budgets=[]),
             )
+            joint = r.get("modality") == "both"
             b = f"{r.get('eps_audio'):g}/{r.get('eps_visual'):.4g}" if joint else f"{r.get('eps'):.4g}"
             if b not in e["budgets"]:
                 e["budgets"].append(b)
-            e["n"].add(r.get("n"))
-            e["seeds"].add(r.get("seed"))
+            add_to_entry(e, r)
         for e in seen.values():
             e["budgets"] = ", ".join(e["budgets"])
-            e["n"] = ", ".join(str(n) for n in sorted(x for x in e["n"] if x is not None))
-            e["seeds"] = ", ".join(str(s) for s in sorted(x for x in e["seeds"] if x is not None))
-            out.append(e)
+        out = close_entries(list(seen.values()))
         mins: dict[tuple, dict[str, Any]] = {}
         for r in rows:
             if r.get("metric") != "min_budget":
                 continue
-            p, sc = r.get("protocol") or {}, r.get("scales") or [0]
+            sc = r.get("scales") or [0]
             ref = r.get("ref")
             ref_s = "/".join(f"{v:.4g}" for v in ref.values()) if isinstance(ref, Mapping) else f"{ref:.4g}"
             mins.setdefault(
                 (r.get("attack"), r.get("modality"), r.get("norm")),
                 {
+                    **protocol_entry(
+                        r,
+                        attacked=_attacked(r.get("modality"), r.get("norm")),
+                        budgets=f"{ref_s} x {min(sc):.4g} … {max(sc):.4g} ({len(sc)} geometric points)",
+                    ),
                     "method": f"minimal budget per example: bisection with {r.get('attack')}",
-                    "attacked": _attacked(r.get("modality"), r.get("norm")),
-                    "budgets": f"{ref_s} x {min(sc):.4g} … {max(sc):.4g} ({len(sc)} geometric points)",
-                    "steps": p.get("steps"),
-                    "step size (x eps)": p.get("step_size"),
-                    "restarts": p.get("restarts"),
-                    "random start": p.get("random_start"),
-                    "loss": p.get("loss"),
                     "other": f"rounds {r.get('rounds')}",
                     "n": r.get("n"),
                     "seeds": r.get("seed"),
@@ -148,21 +151,10 @@ class FusionLayout(ReportLayout):
                     "seeds": r.get("seed"),
                 }
             )
-        checks = {
-            (r.get("attack"), r.get("modality"), r.get("eps")): r
-            for r in rows
-            if str(r.get("metric", "")).startswith("flag:")
-        }
-        for (a, mod, eps), r in checks.items():
-            out.append(
-                {
-                    "method": f"sanity checks ({a})",
-                    "attacked": f"{mod} {r.get('norm')}",
-                    "budgets": f"{eps:.4g}",
-                    "n": r.get("n"),
-                    "seeds": r.get("seed"),
-                }
-            )
+        out += check_entries(
+            rows,
+            lambda r: {"attacked": f"{r.get('modality')} {r.get('norm')}", "budgets": f"{r.get('eps'):.4g}"},
+        )
         return out
 
     def sections(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> list[Section]:
@@ -212,15 +204,30 @@ class FusionLayout(ReportLayout):
         miss = [r for r in rows if r.get("metric") == "missing_accuracy"]
         if miss:
             by_clean = {r["model"]: r for r in clean}
+            drops = {
+                (r["model"], r.get("modality"), r.get("fill")): r
+                for r in rows
+                if r.get("metric") == "missing_drop"
+            }
             out.append(
                 Section(
                     "Missing modality",
                     [
                         "Accuracy of each fused model when one modality is absent: replaced by zeros "
-                        "(silence, a black image) or by the mean of training items. The unimodal model of "
-                        "the remaining modality is the reference a system would fall back to.",
+                        "(silence, a black image) or by the mean of training items; the drop from clean "
+                        "accuracy is paired (the same examples; 95% bootstrap interval). The unimodal model "
+                        "of the remaining modality is the reference a system would fall back to.",
                         Table(
-                            ["dataset", "model", "missing", "fill", "accuracy [95% CI]", "clean", "n"],
+                            [
+                                "dataset",
+                                "model",
+                                "missing",
+                                "fill",
+                                "accuracy [95% CI]",
+                                "clean",
+                                "drop [95% CI]",
+                                "n",
+                            ],
                             [
                                 [
                                     r.get("dataset"),
@@ -229,6 +236,7 @@ class FusionLayout(ReportLayout):
                                     r.get("fill"),
                                     fmt_value_ci(r),
                                     fmt_value_ci(by_clean.get(r["model"])),
+                                    fmt_value_ci(drops.get((r["model"], r.get("modality"), r.get("fill")))),
                                     r.get("n"),
                                 ]
                                 for r in miss
@@ -254,7 +262,11 @@ class FusionLayout(ReportLayout):
             "swept budget closest to the reference budget (the joint attack's partner: attacked on its own "
             "modality). Verdict: **more robust** when every ratio interval lies above 1, **less "
             "robust** when every one lies below 1, else **no difference shown**. The untouched model is the "
-            "unimodal model of the other modality, which a single-modality attack does not reach.",
+            "unimodal model of the other modality, which a single-modality attack does not reach. 'Fusion "
+            "without the attacked modality': its accuracy with that modality removed (the fill that leaves "
+            "it most accurate); when removing the modality does not lower the accuracy (paired 95% "
+            "interval of the drop above 0, for every fill) the fusion is not shown to use it at all, and "
+            "robustness to attacks on it is no merit of fusion.",
         ]
         levels = list(dict.fromkeys(lv for r in verdicts for lv in (r.get("ratios") or {})))
         datasets = list(dict.fromkeys(str(r.get("dataset") or _dataset(rows, r["model"])) for r in verdicts))
@@ -276,7 +288,13 @@ class FusionLayout(ReportLayout):
                         f"{r.get('untouched') or '–'}: {_triple(r.get('clean_untouched'))}"
                         if r.get("untouched")
                         else "–",
-                        f"**{r.get('value')}**",
+                        _without_text(r.get("without_attacked")),
+                        f"**{r.get('value')}**"
+                        + (
+                            f" (not shown to use {r.get('modality')})"
+                            if r.get("uses_attacked") is False
+                            else ""
+                        ),
                     ]
                 )
             blocks.append(
@@ -290,6 +308,7 @@ class FusionLayout(ReportLayout):
                         "robust acc. fusion @ budget",
                         "robust acc. compared @ budget",
                         "untouched model: clean acc.",
+                        "fusion without the attacked modality",
                         "verdict",
                     ],
                     table_rows,
@@ -399,7 +418,7 @@ class FusionLayout(ReportLayout):
                         "dataset",
                         "fusion",
                         "attacked",
-                        "item",
+                        "test item",
                         "label",
                         "fused flips at",
                         "unimodal holds below",
@@ -421,14 +440,19 @@ class FusionLayout(ReportLayout):
             "eps* (potency to deactivate): the weakest budget at which accuracy falls to the deactivation "
             "level (chance, or a fraction of clean accuracy). 'per example' is read off the per-example "
             "minimal budgets (bisection, with a 95% bootstrap interval over examples; joint attacks in "
-            "multiples of the reference budget pair); 'grid search' is robustlab's eps* search on the sweep "
-            "grid (no interval; '–' = not reached within the grid)."
+            "multiples of the reference budget pair)"
+            + (
+                "; 'grid search' is robustlab's eps* search on the sweep grid (no interval; '–' = not "
+                "reached within the grid)."
+                if grid
+                else "."
+            )
         ]
         gmap = {(r["model"], r.get("modality"), str(r.get("level"))): r for r in grid}
         table_rows = []
         for r in eps:
             g = gmap.pop((r["model"], r.get("modality"), str(r.get("level"))), None)
-            val = fmt_value_ci(r) + (" (beyond the grid)" if r.get("censored") else "")
+            val = _eps_text(r)
             if r.get("budgets"):
                 val += " = " + "/".join(f"{v:.3g}" for v in r["budgets"].values() if v is not None)
             table_rows.append(
@@ -456,34 +480,27 @@ class FusionLayout(ReportLayout):
                     g.get("n"),
                 ]
             )
-        blocks.append(
-            Table(
-                [
-                    "dataset",
-                    "model",
-                    "attacked",
-                    "level",
-                    "unit",
-                    "eps* per example [95% CI]",
-                    "eps* grid search",
-                    "n",
-                ],
-                table_rows,
-            )
-        )
+        header = ["dataset", "model", "attacked", "level", "unit", "eps* per example [95% CI]"]
+        header += ["eps* grid search", "n"]
+        if not grid:  # the study ran no grid search: no column of dashes
+            header, table_rows = header[:6] + header[7:], [row[:6] + row[7:] for row in table_rows]
+        blocks.append(Table(header, table_rows))
         df = pd.DataFrame([r for r in eps if r.get("value") is not None and r.get("modality") != "both"])
         if len(df):
-            df["series"] = df["modality"] + " · " + df["level"].map(_level)
-            for ds, sub in df.groupby("dataset", sort=False):
+            df["level "] = df["level"].map(_level)
+            for (ds, mod), sub in df.groupby(["dataset", "modality"], sort=False):
+                unit = "waveform" if mod == "audio" else "pixels in [0, 1]"
+                title = f"eps* of an attack on the {mod}, {ds} (lower = easier to deactivate)"
                 blocks.append(
                     figures.bars(
                         sub,
                         x="model",
                         y="value",
-                        hue="series",
-                        name=f"eps_star_{ds}",
-                        title=f"eps* per modality on {ds} (lower = easier to deactivate)",
-                        ylabel="eps* (waveform / pixel units)",
+                        hue="level ",
+                        name=f"eps_star_{ds}_{mod}",
+                        title=title,
+                        caption=f"{title}; a model without a bar is not deactivated within the budget grid.",
+                        ylabel=f"eps* ({sub['norm'].iloc[0]}, {unit})",
                         log=True,
                     )
                 )
@@ -522,6 +539,7 @@ class FusionLayout(ReportLayout):
                     ylabel="robust accuracy",
                     logx=lp,
                     invert_x=not lp,
+                    legend_outside=True,
                 )
             )
             for ds, dsub in sub.groupby("dataset", sort=False):

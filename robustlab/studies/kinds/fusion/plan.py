@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from ..attack_sweep.plan import AttackCell, Checks, Potency, attack_class, attack_kwargs, supports
 from ..base import Clean, Condition, ModelInfo
+from ..noise_sweep import plan as noise_plan
 from ..noise_sweep.plan import Noise
 from ..noise_sweep.plan import levels as noise_levels
 from .budgets import geometric_scales
@@ -187,7 +189,7 @@ class MinBudget(Condition):
 @dataclass(frozen=True)
 class Missing(Condition):
     """Accuracy with ``modality`` removed: zeroed, or the per-element mean of ``mean_items`` training items
-    (a seeded random subset)."""
+    (a seeded random subset); ``paired``: also its drop from clean accuracy on the same examples."""
 
     cell = "missing"
     modality: str
@@ -195,6 +197,7 @@ class Missing(Condition):
     mean_items: int
     batch_size: int
     n_boot: int
+    paired: bool = True
 
     def label(self) -> str:
         return f"missing {self.modality} ({self.fill})"
@@ -220,12 +223,18 @@ def fused(model: ModelInfo) -> bool:
     return all(m in model.modalities for m in MODALITIES)
 
 
-def perturbations_of(options: Options, model: ModelInfo) -> list[str]:
-    """The noise / corruptions applied to ``model``: those of the modalities it reads."""
-    reg = _perturbations().PERTURBATIONS
-    return [
-        n for n in (*options.noise_audio, *options.noise_visual) if reg.get(n).modality in model.modalities
-    ]
+def noise_options(options: Options) -> noise_plan.Options:
+    """The ``noise_sweep`` options whose `Noise` conditions are this kind's noise cells: the perturbations of
+    ``noise_audio`` and ``noise_visual`` (each applied to the models that read its modality) at this kind's
+    levels (`noise_sweep.plan.suite_options` on a view of these options)."""
+    shared = ("snr_levels", "severities", "perturbation_options", "batch_size", "n_boot")
+    view = SimpleNamespace(
+        **{f: getattr(options, f) for f in shared},
+        perturbations=(*options.noise_audio, *options.noise_visual),
+        noise_visual=True,
+        noise_levels=options.levels,
+    )
+    return noise_plan.suite_options(view)
 
 
 def check(options: Options, models: Sequence[ModelInfo]) -> None:
@@ -366,21 +375,7 @@ def conditions(options: Options, model: ModelInfo) -> list[Condition]:
         if fused(model) and options.theorem_joint and attack_class(attack).supports_joint:
             pair = {m: float(ref[m]) for m in MODALITIES}
             out.append(MinBudget(attack, norm, "both", pair, scales, kw, bs))
-    rp = _perturbations()
-    for name in perturbations_of(options, model):
-        cls = rp.PERTURBATIONS.get(name)
-        for lv in noise_levels(options, name):
-            out.append(
-                Noise(
-                    name,
-                    cls.modality,
-                    cls.level_kind,
-                    cls.check_level(lv),
-                    options.perturbation_options.get(name, {}),
-                    bs,
-                    nb,
-                )
-            )
+    out += [c for c in noise_plan.conditions(noise_options(options), model) if isinstance(c, Noise)]
     if fused(model):
         out += [Missing(mod, fill, options.mean_items, bs, nb) for mod in reads for fill in options.missing]
     if options.checks and supports(attack, options.check_norm):
@@ -414,5 +409,5 @@ __all__ = [
     "check",
     "conditions",
     "fused",
-    "perturbations_of",
+    "noise_options",
 ]

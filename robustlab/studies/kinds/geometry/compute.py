@@ -188,16 +188,21 @@ def per_class_rows(
     return out
 
 
+def _class_batches(c: ClassAttack | ClassNoise, ctx: CellContext) -> Any:
+    """The batches of a per-class cell: ``c.items`` test items drawn with ``c.sample_seed`` (all when 0)."""
+    return ctx.split_batches("test", c.batch_size, c.items or None, seed=c.sample_seed)
+
+
 @CELLS.computes(ClassAttack)
 def class_attack(c: ClassAttack, ctx: CellContext) -> list[dict[str, Any]]:
     """Per-class clean and robust accuracy (``class_clean_accuracy``, ``class_robust_accuracy``) under one
-    attack and budget, with n and 95% bootstrap intervals per class."""
+    attack and budget on the condition's seeded test subset, with n and 95% bootstrap intervals per class."""
     atk_mod = attack_compute._attacks()
     model = ctx.model()
     threat = atk_mod.Threat(c.norm, c.eps, c.modality)
     attack = atk_mod.create(c.attack, model, threat, seed=ctx.seed, **c.kwargs)
     clean_ok, adv_ok, labels = [], [], []
-    for batch in ctx.batches(c.batch_size):
+    for batch in _class_batches(c, ctx):
         clean_ok.append(predict_correct(model, batch))
         adv_ok.append(predict_correct(model, attack(batch)))
         labels.append(batch["label"].cpu().numpy())
@@ -211,6 +216,7 @@ def class_attack(c: ClassAttack, ctx: CellContext) -> list[dict[str, Any]]:
         "modality": c.modality,
         "threat": threat.label,
         "protocol": attack.protocol(),
+        "subset_items": int(len(lab)),
     }
     return [
         *per_class_rows(concat(clean_ok), lab, k, names, ctx.seed, c.n_boot, ident, "class_clean_accuracy"),
@@ -220,8 +226,8 @@ def class_attack(c: ClassAttack, ctx: CellContext) -> list[dict[str, Any]]:
 
 @CELLS.computes(ClassNoise)
 def class_noise(c: ClassNoise, ctx: CellContext) -> list[dict[str, Any]]:
-    """Per-class accuracy (``class_noise_accuracy``) under one perturbation at each level; the draws are
-    seeded as in noise_sweep (cell seed + batch index)."""
+    """Per-class accuracy (``class_noise_accuracy``) under one perturbation at each level on the condition's
+    seeded test subset; the draws are seeded as in noise_sweep (cell seed + batch index)."""
     from .... import perturbations as rp
 
     model = ctx.model()
@@ -231,7 +237,7 @@ def class_noise(c: ClassNoise, ctx: CellContext) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for level in c.levels:
         oks, labels = [], []
-        for i, batch in enumerate(ctx.batches(c.batch_size)):
+        for i, batch in enumerate(_class_batches(c, ctx)):
             noisy = pert(batch, level, sample_rate=ctx.sample_rate, seed=(ctx.seed + i) & 0x7FFFFFFF)
             oks.append(predict_correct(model, noisy))
             labels.append(batch["label"].cpu().numpy())
@@ -240,6 +246,7 @@ def class_noise(c: ClassNoise, ctx: CellContext) -> list[dict[str, Any]]:
             "modality": c.modality,
             "level_kind": c.level_kind,
             "level": float(level),
+            "subset_items": int(sum(len(x) for x in labels)),
         }
         out += per_class_rows(
             concat(oks),

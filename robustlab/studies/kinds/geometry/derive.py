@@ -1,7 +1,8 @@
 """Run-level rows of ``geometry``: Spearman rank correlations of density / convexity with robustness.
 
 * **Across models** (``spearman_models``), per dataset and over all models when the part holds several
-  datasets: each headline geometry metric of an embedding (``knn_distance_rel`` and ``same_class_fraction``
+  datasets (group ``all``: only where at least two datasets contribute points, else it repeats a dataset's
+  row): each headline geometry metric of an embedding (``knn_distance_rel`` and ``same_class_fraction``
   at ``headline_k``, ``intra_inter_ratio``, ``graph_convexity``, ``li_convexity`` at ``headline_tau``) against
   (a) eps* of the modality the embedding belongs to (the fused latent: of every attacked modality), oriented
   so that a larger value is a more robust model (SNR budgets are negated: a higher dB is a weaker attack), an
@@ -18,7 +19,7 @@ permutation) for n <= 9 points, else the t approximation.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,18 @@ def embedding_modalities(embedding: str | None, modalities: Sequence[str]) -> li
     return list(modalities) if embedding == "fused" else []
 
 
+def _every_model_has(noise: Sequence[Mapping[str, Any]], modality: str, models: Iterable[str]) -> bool:
+    """Whether each of ``models`` has a noise row of ``modality`` (so the common cells include it)."""
+    have = {r["model"] for r in noise if r.get("modality") == modality}
+    wanted = set(models)
+    return bool(wanted) and wanted <= have
+
+
+def _pooled(xs: Mapping[Any, float], ys: Mapping[Any, float], dataset_of: Mapping[str, str]) -> bool:
+    """Whether the points both ``xs`` and ``ys`` have come from at least two datasets."""
+    return len({dataset_of.get(str(k)) for k in xs if k in ys}) >= 2
+
+
 def _corr_row(xs: dict[Any, float], ys: dict[Any, float], base: dict[str, Any]) -> dict[str, Any]:
     keys = [k for k in xs if k in ys]
     row: dict[str, Any] = {
@@ -127,6 +140,7 @@ def across_models(options: Options, rows: Sequence[Mapping[str, Any]]) -> list[d
     groups = dict(datasets)
     if len(datasets) > 1:
         groups["all"] = [m for ms in datasets.values() for m in ms]
+    dataset_of = {m: d for d, ms in datasets.items() for m in ms}
     eps_rows = [r for r in rows if r.get("metric") == "eps_star"]
     noise_rows = [r for r in rows if r.get("metric") == "accuracy" and r.get("perturbation")]
     targets: list[tuple[str, Mapping[str, Any], Any]] = []
@@ -148,6 +162,7 @@ def across_models(options: Options, rows: Sequence[Mapping[str, Any]]) -> list[d
             noise_mods = [emb] if emb in ("audio", "visual") else ["audio", "visual"]
             noise = [r for r in noise_rows if r["model"] in models and r.get("modality") in noise_mods]
             noise_score = common_mean(noise, ("perturbation", "level"), models)
+            noise_mods = [m for m in noise_mods if _every_model_has(noise, m, noise_score)]
             for metric, sel in headline_metrics(options):
                 geo = {
                     m: v
@@ -166,8 +181,12 @@ def across_models(options: Options, rows: Sequence[Mapping[str, Any]]) -> list[d
                     if fields["target_modality"] not in embedding_modalities(emb, attacked):
                         continue
                     ys = {m: v for m, v in vals.items() if m in models}
+                    if not ys:  # no model of the group reads this modality
+                        continue
+                    if group == "all" and not _pooled(geo, ys, dataset_of):  # = a dataset's own row
+                        continue
                     out.append(_corr_row(geo, ys, {**base, "target": target, **fields}))
-                if noise_score:
+                if noise_score and (group != "all" or _pooled(geo, noise_score, dataset_of)):
                     out.append(
                         _corr_row(
                             geo,
@@ -234,6 +253,7 @@ def across_classes(options: Options, rows: Sequence[Mapping[str, Any]]) -> list[
                         )
                     )
                 mods = [emb] if emb in ("audio", "visual") else ["audio", "visual"]
+                mods = [m for m in mods if (model, m) in noise]
                 merged: dict[int, list[float]] = {}
                 for mod in mods:
                     for c, vs in noise.get((model, mod), {}).items():

@@ -4,11 +4,13 @@ Spearman correlations across models (with density-vs-eps* scatter plots) and acr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ....reports.document import Section, Table
-from ....reports.layouts import LAYOUTS, ReportLayout, fmt_value_ci
+from ....reports.layouts import LAYOUTS, ReportLayout, budget_order, fmt_value_ci
+from ....reports.protocol import ProtocolEntries, fmt_eps_star
 
 
 def _pick(rows: Sequence[Mapping[str, Any]], **match: Any) -> list[Mapping[str, Any]]:
@@ -26,12 +28,18 @@ def _headline(rows: Sequence[Mapping[str, Any]], key: str) -> Any:
     return values[len(values) // 2] if values else None
 
 
-def _fmt_eps(r: Mapping[str, Any] | None) -> Any:
-    if r is None:
-        return None
-    if r.get("value") is None:
-        return "not reached"
-    return r["value"]
+#: the row fields of a correlation table, after its group / model column (the norm goes after the first 4)
+_CORR = (
+    "embedding",
+    "geometry_metric",
+    "target",
+    "target_modality",
+    "value",
+    "p_value",
+    "p_method",
+    "n",
+    "message",
+)
 
 
 @LAYOUTS.register("geometry")
@@ -39,21 +47,13 @@ class GeometryLayout(ReportLayout):
     """Protocol and sections of ``geometry`` rows."""
 
     def protocol(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        seen: set[str] = set()
-
-        def add(entry: dict[str, Any]) -> None:
-            key = repr(sorted((k, repr(v)) for k, v in entry.items()))
-            if key not in seen:
-                seen.add(key)
-                out.append(entry)
-
+        entries = ProtocolEntries()
         geo = _pick(rows, metric="same_class_fraction", scope="summary")
         ks = sorted({r.get("k") for r in geo if r.get("k") is not None})
         taus = sorted({r.get("tau") for r in rows if r.get("metric") == "li_convexity" and r.get("tau")})
         pairs = sorted({r.get("pairs") for r in _pick(rows, metric="li_convexity", scope="summary")} - {None})
         for r in geo:
-            add(
+            entries.add(
                 {
                     "method": "geometry (faiss kNN density, Li and graph convexity)",
                     "split": r.get("split"),
@@ -66,20 +66,10 @@ class GeometryLayout(ReportLayout):
             )
         for r in rows:
             if r.get("metric") == "eps_star":
-                add(
-                    {
-                        "method": f"eps* ({r.get('attack')})",
-                        "modality": r.get("modality"),
-                        "norm": r.get("norm"),
-                        "eps": r.get("grid"),
-                        "other": f"level {r.get('level')}",
-                        "n": r.get("n"),
-                        "seeds": r.get("seed"),
-                    }
-                )
+                entries.add_eps_star(r)
             elif r.get("metric") == "class_robust_accuracy" and r.get("class") == 0:
                 p = r.get("protocol") or {}
-                add(
+                entries.add(
                     {
                         "method": f"per-class {r.get('attack')}",
                         "modality": r.get("modality"),
@@ -87,20 +77,14 @@ class GeometryLayout(ReportLayout):
                         "eps": [r.get("eps")],
                         "steps": p.get("steps"),
                         "restarts": p.get("restarts"),
+                        "n": r.get("subset_items"),
+                        "other": "seeded test subset",
                         "seeds": r.get("seed"),
                     }
                 )
             elif r.get("metric") == "accuracy" and r.get("perturbation"):
-                add(
-                    {
-                        "method": r.get("perturbation"),
-                        "modality": r.get("modality"),
-                        "level kind": r.get("level_kind"),
-                        "n": r.get("n"),
-                        "seeds": r.get("seed"),
-                    }
-                )
-        return out
+                entries.add_noise(r)
+        return entries.entries
 
     def sections(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> list[Section]:
         sections: list[Section] = []
@@ -112,7 +96,7 @@ class GeometryLayout(ReportLayout):
             sections.append(robustness)
         models_corr = _pick(rows, metric="spearman_models")
         if models_corr:
-            sections.append(self._models_corr(models_corr, figures))
+            sections.append(self._models_corr(models_corr, _pick(rows, metric="eps_star"), figures))
         class_corr = _pick(rows, metric="spearman_classes")
         if class_corr:
             sections.append(self._classes_corr(class_corr))
@@ -203,16 +187,17 @@ class GeometryLayout(ReportLayout):
             for (dataset, emb, metric), sub in per_class.groupby(
                 ["dataset", "embedding", "metric"], sort=False
             ):
-                label = "Li convexity" if metric == "li_convexity" else "graph convexity"
+                label = "Li convexity" + (f" (p >= {tau:g})" if metric == "li_convexity" else "")
+                if metric != "li_convexity":
+                    label = "graph convexity"
+                columns = "class_name" if sub["class_name"].astype(bool).all() else "class"
                 blocks.append(
-                    figures.bars(
-                        sub,
-                        x="class_name",
-                        y="value",
-                        hue="model",
+                    figures.heatmap(
+                        sub.pivot_table(index="model", columns=columns, values="value", sort=False),
                         name=f"class_{metric}_{dataset}_{emb}",
                         title=f"Per-class {label}, {emb} embedding ({dataset})",
-                        ylabel=label + (f" (p >= {tau:g})" if metric == "li_convexity" else ""),
+                        caption=f"{label} of the {emb} embedding per model (rows) and class (columns), "
+                        f"{dataset}.",
                     )
                 )
         return Section("Latent density and convexity", blocks, level=3)
@@ -236,7 +221,7 @@ class GeometryLayout(ReportLayout):
                 [
                     model,
                     fmt_value_ci(clean.get(model)),
-                    *[_fmt_eps(eps_by.get((model, m, n))) for m, n in targets],
+                    *[fmt_eps_star(eps_by.get((model, m, n))) for m, n in targets],
                     sum(vals) / len(vals) if vals else None,
                     len(vals),
                 ]
@@ -262,15 +247,19 @@ class GeometryLayout(ReportLayout):
             level=3,
         )
 
-    def _models_corr(self, corr: list[Mapping[str, Any]], figures: Any) -> Section:
-        import pandas as pd
+    def _models_corr(
+        self, corr: list[Mapping[str, Any]], eps_rows: list[Mapping[str, Any]], figures: Any
+    ) -> Section:
 
         blocks: list[Any] = [
             "Spearman rank correlation across models between each geometry metric (macro mean over classes) "
             "and robustness: eps* oriented so that larger = more robust (SNR eps* negated; eps* not reached "
             "in the grid ranks above all reached values), and the mean noise-suite accuracy over the cells "
             "every model of the group has, in the embedding's modality (fused: all). p exact (every "
-            "permutation) up to 9 models. Groups: per dataset, and 'all' when the part holds several.",
+            "permutation) up to 9 models. Groups: per dataset, and 'all' when the part holds several (rows "
+            "to which at least two datasets contribute; pooled datasets differ in inputs, budgets and "
+            "models, so a pooled correlation can reflect the datasets rather than the geometry: read the "
+            "per-dataset groups first).",
             Table(
                 [
                     "group",
@@ -285,22 +274,7 @@ class GeometryLayout(ReportLayout):
                     "n",
                     "note",
                 ],
-                [
-                    [
-                        r.get("group"),
-                        r.get("embedding"),
-                        r.get("geometry_metric"),
-                        r.get("target"),
-                        r.get("target_modality"),
-                        r.get("norm"),
-                        r.get("value"),
-                        r.get("p_value"),
-                        r.get("p_method"),
-                        r.get("n"),
-                        r.get("message"),
-                    ]
-                    for r in corr
-                ],
+                [[r.get(k) for k in ("group", *_CORR[:4], "norm", *_CORR[4:])] for r in corr],
             ),
         ]
         for r in corr:
@@ -310,21 +284,48 @@ class GeometryLayout(ReportLayout):
                 and r.get("group") != "all"
                 and len(r.get("points") or []) >= 2
             ):
-                pts = pd.DataFrame({"model": r["points"], "density": r["geometry"], "eps": r["robustness"]})
-                blocks.append(
-                    figures.scatter(
-                        pts,
-                        x="density",
-                        y="eps",
-                        name=f"density_vs_eps_{r.get('group')}_{r.get('embedding')}_{r.get('target_modality')}_"
-                        f"{r.get('norm')}",
-                        title=f"Density vs eps* ({r.get('group')}, {r.get('embedding')}; rho "
-                        f"{'–' if r.get('value') is None else format(r['value'], '.2f')})",
-                        xlabel=f"same-class kNN fraction ({r.get('embedding')} embedding)",
-                        ylabel=f"eps* {r.get('target_modality')} {r.get('norm')} (oriented)",
-                    )
-                )
+                blocks.append(self._density_vs_eps(r, eps_rows, figures))
         return Section("Geometry vs robustness across models", blocks, level=3)
+
+    def _density_vs_eps(
+        self, corr: Mapping[str, Any], eps_rows: list[Mapping[str, Any]], figures: Any
+    ) -> Any:
+        """Scatter of one across-models correlation: same-class fraction vs eps* per model, an eps* beyond
+        the grid drawn at twice its strongest budget (10 dB below it for SNR) with its own marker."""
+        import pandas as pd
+
+        mod, norm, group, emb = (corr.get(k) for k in ("target_modality", "norm", "group", "embedding"))
+        eps = {r.get("model"): r for r in eps_rows if r.get("modality") == mod and r.get("norm") == norm}
+        order = budget_order(str(norm))
+        points = []
+        for model, density in zip(corr["points"], corr["geometry"]):
+            e = eps.get(model) or {}
+            grid = [float(g) for g in e.get("grid") or []]
+            if e.get("value") is not None:
+                y, status = float(e["value"]), "reached"
+            elif grid:
+                strongest = float(order.strongest(grid))
+                y = 2 * strongest if order.larger_is_stronger else strongest - 10.0
+                status = "beyond the grid"
+            else:
+                continue
+            name = re.sub(r"_[^_.@]+(@seed\d+)?$", lambda m: m.group(1) or "", str(model))
+            points.append({"model": name, "density": density, "eps": y, "eps*": status})
+        rho = "–" if corr.get("value") is None else format(corr["value"], ".2f")
+        return figures.scatter(
+            pd.DataFrame(points),
+            x="density",
+            y="eps",
+            hue="model",
+            style="eps*",
+            logy=order.larger_is_stronger,
+            name=f"density_vs_eps_{group}_{emb}_{mod}_{norm}",
+            title=f"Same-class fraction vs eps* ({group}, {emb}; rho {rho})",
+            caption=f"kNN same-class fraction of the {emb} embedding vs eps* ({mod} {norm}) per model of "
+            f"{group} (Spearman rho {rho}); an eps* beyond the grid is drawn past its strongest budget.",
+            xlabel=f"same-class kNN fraction ({emb} embedding)",
+            ylabel=f"eps* {mod} {norm}",
+        )
 
     def _classes_corr(self, corr: list[Mapping[str, Any]]) -> Section:
         summary: dict[tuple, list[float]] = {}
@@ -370,21 +371,7 @@ class GeometryLayout(ReportLayout):
                     "classes",
                     "note",
                 ],
-                [
-                    [
-                        r.get("model"),
-                        r.get("embedding"),
-                        r.get("geometry_metric"),
-                        r.get("target"),
-                        r.get("target_modality"),
-                        r.get("value"),
-                        r.get("p_value"),
-                        r.get("p_method"),
-                        r.get("n"),
-                        r.get("message"),
-                    ]
-                    for r in corr
-                ],
+                [[r.get(k) for k in ("model", *_CORR)] for r in corr],
             ),
         ]
         return Section("Geometry vs robustness across classes", blocks, level=3)

@@ -2,7 +2,7 @@
 
 Conditions of one model:
 
-* `Clean` -- clean accuracy on the first ``limit`` test items;
+* `Clean` -- clean accuracy on the cell's ``limit`` test items;
 * `GeometryCell` -- kNN density, Li and graph convexity of every embedding (audio / visual / fused) on a
   seeded subset of a split (`robustlab.geometry.model_geometry`), summaries and per-class values;
 * `Potency` (attack_sweep's condition and computation) -- eps* per attacked modality and norm;
@@ -10,9 +10,14 @@ Conditions of one model:
 * `ClassAttack` -- per-class robust accuracy under one attack at a reference budget per modality;
 * `ClassNoise` -- per-class accuracy under one perturbation at each of its levels.
 
-eps* and noise cells are planned by attack_sweep's and noise_sweep's own planning functions from options
-built here, so their conditions and computations are the same code (their cell ids carry this kind's name, so
-the cross-run cache shares them between runs of ``geometry``, not with runs of those kinds).
+The per-class cells run on their own seeded uniform subset of the test split (``class_items``,
+``sample_seed``; the whole split when 0), independent of the tier's ``limit``.
+
+eps* and noise cells are planned by attack_sweep's and noise_sweep's own planning functions from the options
+their shared builders make of this kind's (`attack_sweep.plan.potency_options`,
+`noise_sweep.plan.suite_options`), so their conditions and computations are the same code (their cell ids
+carry this kind's name, so the cross-run cache shares them between runs of ``geometry``, not with runs of
+those kinds).
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ class Options:
             ``perturbation_options``, ``noise_visual``: as noise_sweep's options ``visual`` and those names).
         class_robustness: per-class accuracy under ``class_attack`` with norm ``class_norm`` at
             ``class_eps[modality]`` (one cell per attacked modality), and per class under every perturbation
-            and level of the noise suite.
+            and level of the noise suite, on ``class_items`` test items (a uniform subset drawn with
+            ``sample_seed``; 0 = the whole test split; the tier's ``limit`` does not apply).
         correlate: derive the Spearman correlations (across models, per dataset and over all; across the
             classes of each model).
         n_boot: bootstrap resamples of the 95% intervals.
@@ -111,6 +117,7 @@ class Options:
     class_attack: str = "pgd"
     class_norm: str = "linf"
     class_eps: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CLASS_EPS))
+    class_items: int = 0
     correlate: bool = True
     n_boot: int = 1000
 
@@ -145,7 +152,8 @@ class GeometryCell(Condition):
 
 @dataclass(frozen=True)
 class ClassAttack(Condition):
-    """Per-class clean and robust accuracy under one attack at one budget."""
+    """Per-class clean and robust accuracy under one attack at one budget, on ``items`` test items drawn
+    with ``sample_seed`` (0 = the whole test split)."""
 
     cell = "class_attack"
     attack: str
@@ -155,6 +163,8 @@ class ClassAttack(Condition):
     kwargs: dict[str, Any]
     batch_size: int
     n_boot: int
+    items: int
+    sample_seed: int
 
     def label(self) -> str:
         return f"per-class {self.attack} {self.modality} {self.norm} {self.eps:g}"
@@ -162,7 +172,8 @@ class ClassAttack(Condition):
 
 @dataclass(frozen=True)
 class ClassNoise(Condition):
-    """Per-class accuracy under one perturbation at each of its levels."""
+    """Per-class accuracy under one perturbation at each of its levels, on ``items`` test items drawn with
+    ``sample_seed`` (0 = the whole test split)."""
 
     cell = "class_noise"
     perturbation: str
@@ -172,6 +183,8 @@ class ClassNoise(Condition):
     options: dict[str, Any]
     batch_size: int
     n_boot: int
+    items: int
+    sample_seed: int
 
     def label(self) -> str:
         return f"per-class {self.perturbation}"
@@ -206,40 +219,9 @@ def attacked_modalities(wanted: Sequence[str], model: ModelInfo) -> list[str]:
 
 
 def sweep_options(options: Options, modality: str) -> attack_plan.Options:
-    """attack_sweep options whose planning gives this kind's eps* cells of ``modality`` (no attack grid, no
-    checks)."""
+    """attack_sweep options whose `Potency` conditions are this kind's eps* cells of ``modality``."""
     grids = options.grids.get(modality, {})
-    return attack_plan.Options(
-        attacks=(),
-        norms=tuple(n for n in options.potency_norms if n in grids),
-        modality=modality,
-        steps=options.steps,
-        step_size=options.step_size,
-        restarts=options.restarts,
-        batch_size=options.batch_size,
-        potency=True,
-        potency_attack=options.potency_attack,
-        potency_level=options.potency_level,
-        potency_options=dict(options.potency_options),
-        potency_points=options.potency_points,
-        checks=False,
-        n_boot=options.n_boot,
-        **{f"eps_{n}": tuple(float(e) for e in grids[n]) for n in grids if n in attack_plan.NORMS},
-    )
-
-
-def noise_options(options: Options) -> noise_plan.Options:
-    """noise_sweep options whose planning gives this kind's noise cells."""
-    return noise_plan.Options(
-        perturbations=tuple(options.perturbations),
-        visual=options.noise_visual,
-        snr_levels=tuple(options.snr_levels),
-        severities=tuple(options.severities),
-        perturbation_options=dict(options.perturbation_options),
-        batch_size=options.batch_size,
-        correlate=False,
-        n_boot=options.n_boot,
-    )
+    return attack_plan.potency_options(options, modality, grids, options.potency_norms)
 
 
 def check(options: Options, models: Sequence[ModelInfo]) -> None:
@@ -248,8 +230,9 @@ def check(options: Options, models: Sequence[ModelInfo]) -> None:
 
     if options.split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {options.split!r}")
-    if options.max_items < 0:
-        raise ValueError(f"max_items must be >= 0 (0 = the whole split), got {options.max_items}")
+    for name in ("max_items", "class_items"):
+        if getattr(options, name) < 0:
+            raise ValueError(f"{name} must be >= 0 (0 = the whole split), got {getattr(options, name)}")
     if options.metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {options.metric!r}")
     if not options.ks or any(k < 1 for k in options.ks):
@@ -272,26 +255,12 @@ def check(options: Options, models: Sequence[ModelInfo]) -> None:
     for name in (options.potency_attack, options.class_attack):
         if name not in known_attacks:
             raise ValueError(f"unknown attack {name!r}; attacks: {', '.join(known_attacks)}")
-    for m, grids in options.grids.items():
-        if m not in ("audio", "visual"):
-            raise ValueError(f"grids: unknown modality {m!r}; modalities: audio, visual")
-        for norm, grid in grids.items():
-            if norm not in attack_plan.NORMS:
-                raise ValueError(f"grids.{m}: unknown norm {norm!r}; norms: {', '.join(attack_plan.NORMS)}")
-            if not grid:
-                raise ValueError(f"grids.{m}.{norm} is empty")
+    attack_plan.check_grids(options.grids, "grids")
     for m in options.potency_modalities:
         if m not in ("audio", "visual"):
             raise ValueError(f"potency_modalities: unknown modality {m!r}")
     if options.potency:
-        for m in options.potency_modalities:
-            for norm in options.potency_norms:
-                if norm not in options.grids.get(m, {}):
-                    raise ValueError(
-                        f"potency norm {norm!r} of modality {m!r} has no grid (grids.{m}.{norm})"
-                    )
-                if not attack_plan.supports(options.potency_attack, norm):
-                    raise ValueError(f"attack {options.potency_attack!r} does not support norm {norm!r}")
+        attack_plan.check_potency(options, options.grids, options.potency_modalities, "grids")
     if options.class_robustness:
         if not attack_plan.supports(options.class_attack, options.class_norm):
             raise ValueError(
@@ -304,9 +273,7 @@ def check(options: Options, models: Sequence[ModelInfo]) -> None:
         if options.class_robustness and not attacked_modalities(list(options.class_eps), m):
             raise ValueError(f"model {m.id} reads {list(m.modalities)}: no budget in class_eps for it")
     if options.noise or options.class_robustness:
-        noise_plan.check(noise_options(options), models)
-    if not (options.potency_points == 0 or options.potency_points >= 2):
-        raise ValueError(f"potency_points must be 0 (the grid) or >= 2, got {options.potency_points!r}")
+        noise_plan.check(noise_plan.suite_options(options), models)
 
 
 def _unique(conds: list[Condition]) -> list[Condition]:
@@ -324,8 +291,7 @@ def potency_conditions(options: Options, model: ModelInfo) -> list[Condition]:
     """attack_sweep's eps* conditions of every attacked modality the model reads (no Clean)."""
     out: list[Condition] = []
     for m in attacked_modalities(options.potency_modalities, model):
-        sweep = sweep_options(options, m)
-        out += [c for c in attack_plan.conditions(sweep, model) if not isinstance(c, Clean)]
+        out += attack_plan.potency_conditions(sweep_options(options, m), model)
     return out
 
 
@@ -347,9 +313,11 @@ def class_conditions(options: Options, model: ModelInfo) -> list[Condition]:
                 kw,
                 options.batch_size,
                 options.n_boot,
+                options.class_items,
+                options.sample_seed,
             )
         )
-    nopts = noise_options(options)
+    nopts = noise_plan.suite_options(options)
     for name in noise_plan.names(nopts, model):
         cls = rp.PERTURBATIONS.get(name)
         levels = tuple(cls.check_level(lv) for lv in noise_plan.levels(nopts, name))
@@ -362,6 +330,8 @@ def class_conditions(options: Options, model: ModelInfo) -> list[Condition]:
                 nopts.perturbation_options.get(name, {}),
                 options.batch_size,
                 options.n_boot,
+                options.class_items,
+                options.sample_seed,
             )
         )
     return out
@@ -373,7 +343,7 @@ def conditions(options: Options, model: ModelInfo) -> list[Condition]:
     if options.potency:
         out += potency_conditions(options, model)
     if options.noise:
-        out += noise_plan.conditions(noise_options(options), model)
+        out += noise_plan.conditions(noise_plan.suite_options(options), model)
     if options.class_robustness:
         out += class_conditions(options, model)
     return _unique(out)
@@ -392,7 +362,6 @@ __all__ = [
     "class_conditions",
     "conditions",
     "geometry_condition",
-    "noise_options",
     "potency_conditions",
     "sweep_options",
 ]

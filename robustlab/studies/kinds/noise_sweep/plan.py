@@ -158,4 +158,25 @@ def conditions(options: Options, model: ModelInfo) -> list[Condition]:
     return out
 
 
-__all__ = ["Clean", "Noise", "Options", "check", "conditions", "levels", "names"]
+def suite_options(source: Any) -> Options:
+    """The options of this kind whose `Noise` conditions are another kind's noise cells (no correlation).
+
+    Args:
+        source: the other kind's options, read by name: ``perturbations``, ``noise_visual`` (this kind's
+            ``visual``), ``snr_levels``, ``severities``, ``perturbation_options``, ``batch_size``, ``n_boot``
+            and, when it has one, ``noise_levels`` (this kind's ``levels``).
+    """
+    return Options(
+        perturbations=tuple(source.perturbations),
+        visual=source.noise_visual,
+        levels=dict(getattr(source, "noise_levels", {})),
+        snr_levels=tuple(source.snr_levels),
+        severities=tuple(source.severities),
+        perturbation_options=dict(source.perturbation_options),
+        batch_size=source.batch_size,
+        correlate=False,
+        n_boot=source.n_boot,
+    )
+
+
+__all__ = ["Clean", "Noise", "Options", "check", "conditions", "levels", "names", "suite_options"]

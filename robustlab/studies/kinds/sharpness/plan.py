@@ -24,7 +24,6 @@ study seeds vary the random probes, start vectors and directions (each cell's de
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -363,44 +362,20 @@ class TrainAccuracy(Condition):
 
 def attack_options(options: Options) -> attack_plan.Options:
     """The ``attack_sweep`` options whose `Potency` condition is this part's eps* cell."""
-    norm = options.potency_norm
-    if norm not in attack_plan.NORMS:
-        raise ValueError(
-            f"unknown potency_norm {norm!r}; eps* is searched for {', '.join(attack_plan.NORMS)}"
-        )
-    return dataclasses.replace(
-        attack_plan.Options(),
-        attacks=(options.potency_attack,),
-        norms=(norm,),
-        modality=options.potency_modality,
+    return attack_plan.potency_options(
+        options,
+        options.potency_modality,
+        {options.potency_norm: options.potency_grid},
+        (options.potency_norm,),
         steps=options.potency_steps,
         step_size=options.potency_step_size,
         restarts=options.potency_restarts,
-        batch_size=options.batch_size,
-        potency=True,
-        potency_attack=options.potency_attack,
-        potency_level=options.potency_level,
-        potency_options=dict(options.potency_options),
-        potency_points=options.potency_points,
-        checks=False,
-        n_boot=options.n_boot,
-        **{f"eps_{norm}": tuple(options.potency_grid)},
     )
 
 
 def noise_options(options: Options) -> noise_plan.Options:
     """The ``noise_sweep`` options whose `Noise` conditions are this part's noise cells."""
-    return noise_plan.Options(
-        perturbations=options.perturbations,
-        visual=options.noise_visual,
-        levels=dict(options.noise_levels),
-        snr_levels=options.snr_levels,
-        severities=options.severities,
-        perturbation_options=dict(options.perturbation_options),
-        batch_size=options.batch_size,
-        correlate=False,
-        n_boot=options.n_boot,
-    )
+    return noise_plan.suite_options(options)
 
 
 def input_modalities(options: Options, model: ModelInfo) -> tuple[str, ...]:
@@ -552,7 +527,7 @@ def conditions(options: Options, model: ModelInfo) -> list[Condition]:
         out.append(TrainAccuracy(o.gap_items or o.train_items, o.train_seed, o.batch_size, o.n_boot))
     out.append(Clean(o.batch_size, o.n_boot))
     if o.potency:
-        out += [c for c in attack_plan.conditions(attack_options(o), model) if isinstance(c, Potency)]
+        out += attack_plan.potency_conditions(attack_options(o), model)
     if o.noise:
         out += [c for c in noise_plan.conditions(noise_options(o), model) if isinstance(c, Noise)]
     return out
