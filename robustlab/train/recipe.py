@@ -70,6 +70,18 @@ class SpecAugment:
 
 
 @dataclass(frozen=True)
+class NoiseAugment:
+    """Additive background noise on the training waveforms (`robustlab.train.noise_augment`): each example
+    gets, with probability ``rate``, noise of one of ``perturbations`` (registered audio perturbations with
+    SNR levels: white / pink / brown noise, a noise bank) at an SNR drawn uniformly from ``snr_db`` = [low,
+    high] dB; one perturbation and one SNR per batch, after the adversarial step and before any mixup."""
+
+    perturbations: tuple[str, ...] = ("white_noise", "pink_noise", "brown_noise")
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    rate: float = 0.5
+
+
+@dataclass(frozen=True)
 class Mixup:
     """PSLA mixup: with probability ``rate`` mix a (balanced-drawn) sample with a uniform-drawn one,
     lambda ~ Beta(alpha, alpha)."""
@@ -298,6 +310,7 @@ class Augment:
     """Augmentation switches; at most one of the mixups."""
 
     specaugment: SpecAugment | None = None
+    noise: NoiseAugment | None = None
     mixup: Mixup | None = None
     latent_mixup: LatentMixup | None = None
     modality_mixup: ModalityMixup | None = None
@@ -398,6 +411,30 @@ def _between(value: float, lo: float, hi: float, where: str, source: str, *, ope
         raise RecipeError(f"{source}: {where} = {value!r} must be in {bracket}{lo}, {hi}]")
 
 
+def _check_noise(cfg: NoiseAugment, source: str) -> None:
+    """[augment.noise]: registered audio perturbations with SNR levels, an SNR range in the allowed range."""
+    from ..perturbations import PERTURBATIONS
+    from ..perturbations.base import SNR_RANGE_DB
+
+    where = "[augment.noise]"
+    if not cfg.perturbations:
+        raise RecipeError(f"{source}: {where} perturbations is empty")
+    for name in cfg.perturbations:
+        if name not in PERTURBATIONS.list():
+            raise RecipeError(f"{source}: {where} unknown perturbation {name!r}; perturbations: "
+                              f"{', '.join(PERTURBATIONS.list())}")
+        cls = PERTURBATIONS.get(name)
+        if cls.modality != "audio" or cls.level_kind != "snr_db" or cls.domain != "input":
+            raise RecipeError(f"{source}: {where} {name!r} is not an additive audio noise with an SNR level "
+                              f"(modality {cls.modality}, levels {cls.level_kind}, domain {cls.domain})")
+    lo, hi = SNR_RANGE_DB
+    if (len(cfg.snr_db) != 2 or not all(isinstance(v, (int, float)) for v in cfg.snr_db)
+            or not lo <= cfg.snr_db[0] <= cfg.snr_db[1] <= hi):
+        raise RecipeError(f"{source}: {where} snr_db = {list(cfg.snr_db)!r}; expected [low, high] dB with "
+                          f"{lo} <= low <= high <= {hi}")
+    _between(cfg.rate, 0.0, 1.0, f"{where} rate", source, open_lo=True)
+
+
 def _check_augment(aug: Augment, source: str) -> None:
     """Value checks of the [augment] switches, and at most one mixup."""
     if len(aug.mixups) > 1:
@@ -411,6 +448,8 @@ def _check_augment(aug: Augment, source: str) -> None:
         _between(cfg.rate, 0.0, 1.0, f"[augment.{name}] rate", source)
         if cfg.alpha < 0:
             raise RecipeError(f"{source}: [augment.{name}] alpha = {cfg.alpha!r} must be >= 0")
+    if aug.noise is not None:
+        _check_noise(aug.noise, source)
     mm = aug.modality_mixup
     if mm is not None:
         _in(mm.modality, ("audio", "visual", "random"), "[augment.modality_mixup] modality", source)
@@ -548,8 +587,8 @@ def _build_init(table: Any, source: str) -> InitFrom:
 def _check_modalities(
     arch: str, data: DataConfig, aug: Augment, adv: Adversarial | None, source: str
 ) -> None:
-    """Modality mixup and adversarial training name modalities the model must read."""
-    if aug.modality_mixup is None and adv is None:
+    """Modality mixup, noise augmentation and adversarial training name modalities the model must read."""
+    if aug.modality_mixup is None and aug.noise is None and adv is None:
         return
     mods = data.modalities
     if mods is None:
@@ -559,6 +598,8 @@ def _check_modalities(
             mods = tuple(arch_info(arch).modalities)
         except (KeyError, ValueError):
             return  # unknown arch: the trainer names it
+    if aug.noise is not None and "audio" not in mods:
+        raise RecipeError(f"{source}: [augment.noise] adds noise to the audio; {arch} reads {list(mods)}")
     mm = aug.modality_mixup
     if mm is not None and set(mods) != {"audio", "visual"}:
         raise RecipeError(f"{source}: [augment.modality_mixup] needs an audio-visual model; {arch} reads "
@@ -612,13 +653,16 @@ def parse_recipe(raw: dict[str, Any], recipe_id: str, size: str = "default", sou
     if train.epochs < 1 or train.batch_size < 1 or train.lr <= 0:
         raise RecipeError(f"{source}: [train] epochs, batch_size and lr must be positive")
     aug_raw = dict(raw.get("augment", {}))
-    _check_keys(aug_raw, {"specaugment", *MIXUPS}, "[augment]", source)
+    _check_keys(aug_raw, {"specaugment", "noise", *MIXUPS}, "[augment]", source)
+    if isinstance(aug_raw.get("noise"), dict):  # TOML arrays -> the tuples of NoiseAugment
+        aug_raw["noise"] = {k: tuple(v) if isinstance(v, list) else v for k, v in aug_raw["noise"].items()}
     switch_cls = {"mixup": Mixup, "latent_mixup": LatentMixup, "modality_mixup": ModalityMixup,
                   "metric_mixup": MetricMixup}
     augment = Augment(
         specaugment=_build(SpecAugment, aug_raw["specaugment"], "augment.specaugment", source)
         if "specaugment" in aug_raw
         else None,
+        noise=_build(NoiseAugment, aug_raw["noise"], "augment.noise", source) if "noise" in aug_raw else None,
         **{
             name: _build(cls, aug_raw[name], f"augment.{name}", source)
             for name, cls in switch_cls.items()

@@ -39,6 +39,8 @@ from .mixup import (
     mixed_loss,
     modality_label_weight,
 )
+from .noise_augment import add_noise
+from .noise_augment import describe as describe_noise
 from .recipe import MIXUPS, MetricMixup, Recipe, SpecAugment
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,7 @@ def _lr_lambda(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
 
 def _switches(recipe: Recipe) -> list[str]:
     """Names of the defense / augmentation switches a recipe turns on."""
-    out = [name for name in ("specaugment", *MIXUPS) if getattr(recipe.augment, name) is not None]
+    out = [name for name in ("specaugment", "noise", *MIXUPS) if getattr(recipe.augment, name) is not None]
     if recipe.adversarial is not None:
         out.append(f"adversarial:{recipe.adversarial.method}")
     return out
@@ -286,6 +288,8 @@ def train(
 
     aug = recipe.augment
     defense: dict[str, Any] = {"switches": _switches(recipe)}
+    if aug.noise is not None:
+        defense["noise"] = describe_noise(aug.noise)
     path: LatentPath | None = None
     if aug.latent_mixup is not None or aug.metric_mixup is not None:
         probe = model_inputs({k: v[: min(8, n_train)] for k, v in tr.items()}, mods, dev)
@@ -345,6 +349,9 @@ def train(
             labels = batch["label"].to(dev)
             if adv_trainer is not None and epoch >= recipe.adversarial.start_epoch:
                 inputs = adv_trainer.perturb(model, inputs, labels, step)
+            if aug.noise is not None:
+                inputs = add_noise(inputs, aug.noise, sample_rate=spec.sample_rate, generator=gen,
+                                   seed=cfg.seed, step=step)
             step += 1
             label_w, labels2, perm, lam = None, None, None, None
             if aug.mixup is not None or aug.modality_mixup is not None:
