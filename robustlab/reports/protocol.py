@@ -34,6 +34,14 @@ class ProtocolEntries:
             self._seen.add(key)
             self.entries.append(entry)
 
+    @classmethod
+    def unique(cls, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``entries`` without the repeats (first occurrence kept, order kept)."""
+        collected = cls()
+        for e in entries:
+            collected.add(e)
+        return collected.entries
+
     def add_eps_star(self, row: Mapping[str, Any]) -> None:
         """The entry of an ``eps_star`` row (attack_sweep's `Potency` cells): attack, modality, norm, grid,
         deactivation level, n, seed."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from ....reports.document import Section, Table
 from ....reports.layouts import LAYOUTS, ReportLayout, budget_order, fmt_ci, value
+from ....reports.protocol import ProtocolEntries
 
 #: axis / caption text of a norm's budgets (display only; unknown norms show their name)
 EPS_LABELS = {"linf": "L-inf eps, waveform", "l2": "L2 eps, waveform", "snr": "SNR budget, dB"}
@@ -123,6 +124,17 @@ def _val_ci(r: Mapping[str, Any] | None) -> str:
     return f"{r['value']:.3g} {fmt_ci(r)}"
 
 
+def clean_section(rows: Sequence[Mapping[str, Any]]) -> Section:
+    """The "Clean accuracy" section: one row per ``clean_accuracy`` row (model, accuracy, CI, n)."""
+    clean = [r for r in rows if r.get("metric") == "clean_accuracy"]
+    return Section(
+        "Clean accuracy",
+        [Table(["model", "accuracy", "95% CI", "n"], [[r["model"], r.get("value"), fmt_ci(r), r.get("n")]
+                                                      for r in clean])],
+        level=3,
+    )
+
+
 @LAYOUTS.register("attack_sweep")
 class AttackSweepLayout(ReportLayout):
     """Protocol and sections of ``attack_sweep`` rows."""
@@ -155,27 +167,11 @@ class AttackSweepLayout(ReportLayout):
                 )
         out += check_entries(rows, lambda r: {"norm": r.get("norm"), "eps": [r.get("eps")]})
         # one entry per (method, norm, eps grid): several models share a protocol
-        uniq: dict[str, dict[str, Any]] = {}
-        for e in out:
-            uniq.setdefault(repr(sorted((k, repr(v)) for k, v in e.items())), e)
-        return list(uniq.values())
+        return ProtocolEntries.unique(out)
 
     def sections(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> list[Section]:
-        sections: list[Section] = []
-        clean = [r for r in rows if r.get("metric") == "clean_accuracy"]
-        if clean:
-            sections.append(
-                Section(
-                    "Clean accuracy",
-                    [
-                        Table(
-                            ["model", "accuracy", "95% CI", "n"],
-                            [[r["model"], r.get("value"), fmt_ci(r), r.get("n")] for r in clean],
-                        )
-                    ],
-                    level=3,
-                )
-            )
+        sections: list[Section] = [clean_section(rows)] if any(
+            r.get("metric") == "clean_accuracy" for r in rows) else []
         robust = [r for r in rows if r.get("metric") == "robust_accuracy"]
         if robust:
             sections.append(self._robust(robust, figures))
@@ -317,4 +313,4 @@ class AttackSweepLayout(ReportLayout):
         return Section("Potency (minimal budget)", blocks, level=3)
 
 
-__all__ = ["AttackSweepLayout", "eps_label", "eps_star_label", "grid_label"]
+__all__ = ["AttackSweepLayout", "clean_section", "eps_label", "eps_star_label", "grid_label"]

@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ....reports.document import Section, Table
-from ....reports.layouts import LAYOUTS, ReportLayout, budget_order, fmt_ci, fmt_value_ci, value
+from ....reports.layouts import LAYOUTS, ReportLayout, budget_order, fmt_value_ci, value
+from ....reports.protocol import ProtocolEntries
+from ..attack_sweep.layout import clean_section
 
 #: display names of the attacked domains
 DOMAIN_LABELS = {"input": "waveform", "features": "features (front-end output)"}
@@ -139,28 +141,12 @@ class DomainsLayout(ReportLayout):
                     "seeds": r.get("seed"),
                 }
             )
-        uniq: dict[str, dict[str, Any]] = {}
-        for e in out:
-            uniq.setdefault(repr(sorted((k, repr(v)) for k, v in e.items())), e)
-        return list(uniq.values())
+        return ProtocolEntries.unique(out)
 
     # ------------------------------------------------------------------------------------------ sections
     def sections(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> list[Section]:
-        sections: list[Section] = []
-        clean = [r for r in rows if r.get("metric") == "clean_accuracy"]
-        if clean:
-            sections.append(
-                Section(
-                    "Clean accuracy",
-                    [
-                        Table(
-                            ["model", "accuracy", "95% CI", "n"],
-                            [[r["model"], r.get("value"), fmt_ci(r), r.get("n")] for r in clean],
-                        )
-                    ],
-                    level=3,
-                )
-            )
+        sections: list[Section] = [clean_section(rows)] if any(
+            r.get("metric") == "clean_accuracy" for r in rows) else []
         dom = [r for r in rows if r.get("domain") is not None]
         if dom:
             sections.append(self._domains(dom, figures))

@@ -307,11 +307,11 @@ def local_linearity(c: LocalLinearity, ctx: CellContext) -> list[dict[str, Any]]
 # ----------------------------------------------------------------------------------------------- landscapes
 
 
-@CELLS.computes(WeightLandscape1D)
-def landscape_1d(c: WeightLandscape1D, ctx: CellContext) -> list[dict[str, Any]]:
-    """Training loss along a filter-normalised direction; ``value`` = the mean rise of the loss over the
-    grid above its value at the origin."""
-    res = _sh().landscape_1d(
+def _landscape(c: WeightLandscape1D | WeightLandscape2D, ctx: CellContext, dims: int) -> list[dict[str, Any]]:
+    """The 1-D or 2-D filter-normalised training-loss landscape of one cell; ``value`` = the mean rise of the
+    loss over the grid above its value at the origin."""
+    fn = _sh().landscape_1d if dims == 1 else _sh().landscape_2d
+    res = fn(
         ctx.model(),
         train_batches(ctx, c.train_items, c.train_seed, c.batch_size),
         span=tuple(c.span),
@@ -321,10 +321,11 @@ def landscape_1d(c: WeightLandscape1D, ctx: CellContext) -> list[dict[str, Any]]
     )
     return [
         {
-            "metric": "landscape_1d",
+            "metric": f"landscape_{dims}d",
             "value": float(np.mean(res.losses) - res.origin_loss),
             **_train_fields(c, res.n_examples),
             "alphas": res.alphas.tolist(),
+            **({"betas": res.betas.tolist()} if dims == 2 else {}),
             "losses": res.losses.tolist(),
             "accuracies": res.accuracies.tolist(),
             "origin_loss": res.origin_loss,
@@ -333,35 +334,18 @@ def landscape_1d(c: WeightLandscape1D, ctx: CellContext) -> list[dict[str, Any]]
             "n_params": res.n_params,
         }
     ]
+
+
+@CELLS.computes(WeightLandscape1D)
+def landscape_1d(c: WeightLandscape1D, ctx: CellContext) -> list[dict[str, Any]]:
+    """Training loss along a filter-normalised direction (see `_landscape`)."""
+    return _landscape(c, ctx, 1)
 
 
 @CELLS.computes(WeightLandscape2D)
 def landscape_2d(c: WeightLandscape2D, ctx: CellContext) -> list[dict[str, Any]]:
-    """Training loss on the plane of two filter-normalised directions; ``value`` = the mean rise of the loss
-    over the grid above its value at the origin."""
-    res = _sh().landscape_2d(
-        ctx.model(),
-        train_batches(ctx, c.train_items, c.train_seed, c.batch_size),
-        span=tuple(c.span),
-        points=c.points,
-        ignore_1d=c.ignore_1d,
-        seed=ctx.seed,
-    )
-    return [
-        {
-            "metric": "landscape_2d",
-            "value": float(np.mean(res.losses) - res.origin_loss),
-            **_train_fields(c, res.n_examples),
-            "alphas": res.alphas.tolist(),
-            "betas": res.betas.tolist(),
-            "losses": res.losses.tolist(),
-            "accuracies": res.accuracies.tolist(),
-            "origin_loss": res.origin_loss,
-            "direction": res.direction,
-            "span": list(c.span),
-            "n_params": res.n_params,
-        }
-    ]
+    """Training loss on the plane of two filter-normalised directions (see `_landscape`)."""
+    return _landscape(c, ctx, 2)
 
 
 @CELLS.computes(InputLandscape)
