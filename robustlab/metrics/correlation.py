@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -190,12 +190,50 @@ def kendall(x: Sequence[float], y: Sequence[float], *, exact_max: int = EXACT_MA
     return rank_correlations(x, y, exact_max=exact_max)[1]
 
 
+def benjamini_hochberg(p_values: Sequence[float | None]) -> list[float | None]:
+    """Benjamini-Hochberg q-values (false-discovery-rate adjusted p-values) of one family of tests.
+
+    A report that shows dozens of correlations will show a few with p < 0.05 by chance; the q-value of a test
+    is the smallest false-discovery rate at which it would be called significant. ``None`` entries (undefined
+    tests) stay ``None`` and are not counted in the family.
+
+    Example:
+        >>> benjamini_hochberg([0.01, 0.04, None, 0.03])   # [0.03, 0.04, None, 0.04]
+    """
+    idx = [i for i, p in enumerate(p_values) if p is not None]
+    out: list[float | None] = [None] * len(p_values)
+    if not idx:
+        return out
+    p = np.asarray([float(p_values[i]) for i in idx], dtype=np.float64)
+    if np.any(~np.isfinite(p)) or np.any(p < 0) or np.any(p > 1):
+        raise ValueError(f"p-values must lie in [0, 1], got {[p_values[i] for i in idx]}")
+    m = len(p)
+    order = np.argsort(p)
+    scaled = p[order] * m / np.arange(1, m + 1)
+    q_sorted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    q = np.empty(m)
+    q[order] = q_sorted
+    for i, v in zip(idx, q):
+        out[i] = float(v)
+    return out
+
+
+def with_q_values(rows: Sequence[Mapping[str, Any]], p_key: str = "p_value", q_key: str = "q_value"
+                  ) -> list[dict[str, Any]]:
+    """Copies of ``rows`` with ``q_key`` = the Benjamini-Hochberg q-value of ``p_key`` over all of them (one
+    family: the rows a table shows)."""
+    qs = benjamini_hochberg([r.get(p_key) for r in rows])
+    return [{**r, q_key: q} for r, q in zip(rows, qs)]
+
+
 __all__ = [
     "EXACT_MAX",
     "RankCorrelation",
     "average_ranks",
+    "benjamini_hochberg",
     "kendall",
     "permutations",
     "rank_correlations",
     "spearman",
+    "with_q_values",
 ]

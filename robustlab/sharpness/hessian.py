@@ -1,8 +1,10 @@
 """Hessian spectra of the training loss by Hessian-vector products: top-k eigenvalues, trace, density.
 
 All estimators see the Hessian only through `LossObjective.hvp` (double backward); nothing of size
-(params x params) is ever formed. Every random draw comes from a ``torch.Generator`` seeded with ``seed``
-(drawn on the CPU, so the draws do not depend on the device): the same seed gives the same numbers.
+(params x params) is ever formed. They run inside `LossObjective.reusing_graphs`: the gradient graph of each
+batch is built once and every further product pays only the second backward pass. Every random draw comes
+from a ``torch.Generator`` seeded with ``seed`` (drawn on the CPU, so the draws do not depend on the device):
+the same seed gives the same numbers.
 
 * `top_eigenvalues` -- power iteration with deflation (``method="power"``, the dominant eigenvalues, i.e. the
   largest in magnitude, as PyHessian; Yao et al. 2020) or Lanczos with full re-orthogonalisation
@@ -298,7 +300,7 @@ def top_eigenvalues(
 
     p0 = obj.params[0]
     v0 = gaussian(obj.numel, make_generator(seed), p0.device, p0.dtype)
-    with obj:
+    with obj.reusing_graphs():
         if method == "power":
             vals, vecs, its, conv, res = power_iteration(matvec, v0, k, iters, tol)
         else:
@@ -357,7 +359,7 @@ def hessian_trace(
     gen = make_generator(seed)
     p0 = obj.params[0]
     est: list[float] = []
-    with obj:
+    with obj.reusing_graphs():
         for _ in range(samples):
             v = rademacher(obj.numel, gen, p0.device, p0.dtype)
             est.append(float(v @ obj.hvp_flat(v)))
@@ -408,7 +410,7 @@ def spectral_density(
     steps = min(iters, obj.numel)
     nodes = np.full((runs, steps), np.nan)
     weights = np.zeros((runs, steps))
-    with obj:
+    with obj.reusing_graphs():
         for r in range(runs):
             v = rademacher(obj.numel, gen, p0.device, p0.dtype)
             alphas, betas, _, _ = lanczos(obj.hvp_flat, v, steps)

@@ -51,3 +51,35 @@ def test_known_values_ties_and_undefined_cases() -> None:
     assert spearman(range(9), range(9)).p_value == pytest.approx(2 / math.factorial(9))
     r10 = spearman(range(10), range(10), exact_max=9)
     assert r10.method == "asymptotic t" and r10.p_value < 1e-6
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule() -> None:
+    from robustlab.metrics.correlation import benjamini_hochberg, with_q_values
+
+    p = [0.01, 0.04, None, 0.03, 0.2]
+    q = benjamini_hochberg(p)
+    # sorted p 0.01, 0.03, 0.04, 0.2 (m = 4): p * m / rank = 0.04, 0.06, 0.0533, 0.2; running min from the top
+    assert q[2] is None
+    assert q[0] == pytest.approx(0.04)
+    assert q[3] == pytest.approx(0.0533333) and q[1] == pytest.approx(0.0533333)
+    assert q[4] == pytest.approx(0.2)
+    assert all(qi >= pi for qi, pi in zip(q, p) if pi is not None)  # never below the raw p
+    assert benjamini_hochberg([0.9, 0.95]) == [0.95, 0.95] and benjamini_hochberg([]) == []
+    assert benjamini_hochberg([None]) == [None]
+    rows = with_q_values([{"p_value": 0.01, "m": "a"}, {"p_value": None, "m": "b"}])
+    assert rows == [{"p_value": 0.01, "m": "a", "q_value": 0.01},
+                    {"p_value": None, "m": "b", "q_value": None}]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        benjamini_hochberg([0.5, 1.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        benjamini_hochberg([float("nan")])
+
+
+def test_benjamini_hochberg_agrees_with_scipy() -> None:
+    from scipy.stats import false_discovery_control
+
+    from robustlab.metrics.correlation import benjamini_hochberg
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 40) ** 3
+    assert np.allclose(benjamini_hochberg(list(p)), false_discovery_control(p, method="bh"))

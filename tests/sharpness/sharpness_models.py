@@ -64,6 +64,37 @@ class Quadratic(ZooModel):
         return {"fused": self.forward_features(f)}
 
 
+class ConvBN(ZooModel):
+    """A 1-D conv net on (B, T): Sequential(conv-BN-tanh, conv(bias)-BN-tanh), a BN that follows no conv
+    (outside any Sequential), mean over time, linear head -- the layouts `affine_batchnorm` folds or maps."""
+
+    def __init__(self, t: int = 12, k: int = 3) -> None:
+        super().__init__()
+        self.spec = ModelSpec(("audio",), {"audio": (t,)}, 8000, k)
+        self.frontend = nn.Identity()
+        self.body = nn.Sequential(nn.Conv1d(1, 3, 3, bias=False), nn.BatchNorm1d(3), nn.Tanh(),
+                                  nn.Conv1d(3, 2, 3, padding=1), nn.BatchNorm1d(2), nn.Tanh())
+        self.bn = nn.BatchNorm1d(2)
+        self.head = nn.Linear(2, k)
+
+    def forward_features(self, f):
+        return self.head(self.bn(self.body(f["audio"][:, None])).mean(-1))
+
+    def embed_features(self, f):
+        return {"fused": self.body(f["audio"][:, None]).mean(-1)}
+
+    def randomise_statistics(self, seed: int = 0) -> ConvBN:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for bn in (self.body[1], self.body[4], self.bn):
+                n = bn.num_features
+                bn.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
+                bn.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                bn.weight.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                bn.bias.copy_(torch.rand(n, generator=g) * 2 - 1)
+        return self
+
+
 def quadratic_loss(a: torch.Tensor, c: torch.Tensor | None = None):
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z = logits - (0 if c is None else c)

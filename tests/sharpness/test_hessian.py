@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sharpness_models import MLP, Quadratic, audio_batch, exact_hessian, quadratic_loss
+from sharpness_models import MLP, ConvBN, Quadratic, audio_batch, exact_hessian, quadratic_loss
 
 from robustlab.sharpness import (
     LossObjective,
@@ -14,7 +14,7 @@ from robustlab.sharpness import (
     spectral_density,
     top_eigenvalues,
 )
-from robustlab.sharpness.objective import per_example_loss
+from robustlab.sharpness.objective import affine_batchnorm, per_example_loss
 
 
 def _ce(logits, y):
@@ -162,3 +162,100 @@ def test_hvp_through_eval_batchnorm_matches_exact() -> None:
     obj = LossObjective(model, batch)
     assert torch.allclose(obj.hvp_flat(v), h @ v, rtol=1e-8, atol=1e-10)
     assert "forward" not in model.bn.__dict__ and model.training  # the native forward is back
+
+
+def _forward_counter(model: torch.nn.Module) -> list[int]:
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_reusing_graphs_builds_each_batch_once_and_stays_exact(mlp_case) -> None:
+    model, batch, h, _ = mlp_case
+    obj = LossObjective(model, batch, batch_size=10)  # 4 batches
+    calls = _forward_counter(model)
+    g = torch.Generator().manual_seed(3)
+    vs = [torch.randn(h.shape[0], generator=g, dtype=torch.float64) for _ in range(3)]
+    with obj.reusing_graphs():
+        outs = [obj.hvp_flat(v) for v in vs]
+        assert calls[0] == 4  # one forward per batch for three products
+        kept = obj.cached_graph_bytes()
+        assert kept > 0
+        with obj.reusing_graphs():  # nested: the same cache
+            obj.hvp_flat(vs[0])
+        assert calls[0] == 4
+    assert obj.cached_graph_bytes() == 0  # released on exit
+    for v, out in zip(vs, outs):
+        assert torch.allclose(out, h @ v, rtol=1e-8, atol=1e-10)
+    obj.hvp_flat(vs[0])  # outside: rebuilt every time
+    obj.hvp_flat(vs[0])
+    assert calls[0] == 4 + 8
+
+
+def test_reused_graph_is_rebuilt_after_weights_change() -> None:
+    torch.manual_seed(0)
+    model = MLP().double()
+    batch = audio_batch(model, 12, dtype=torch.float64)
+    obj = LossObjective(model, batch)
+    v = torch.randn(obj.numel, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    delta = obj.unflatten(0.3 * torch.randn(obj.numel, generator=torch.Generator().manual_seed(5),
+                                            dtype=torch.float64))
+    with obj.reusing_graphs():
+        at_w = obj.hvp_flat(v)
+        with obj.shifted(delta):
+            at_shift = obj.hvp_flat(v)
+        back = obj.hvp_flat(v)
+    with obj.shifted(delta):
+        ref_shift = LossObjective(model, batch).hvp_flat(v)
+    assert torch.allclose(at_shift, ref_shift, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(at_shift, at_w)  # the stale graph would have given at_w
+    assert torch.allclose(back, at_w, rtol=1e-12, atol=0)
+
+
+def test_graph_cache_budget() -> None:
+    torch.manual_seed(0)
+    model = MLP().double()
+    batch = audio_batch(model, 12, dtype=torch.float64)
+    calls = _forward_counter(model)
+    none = LossObjective(model, batch, batch_size=4, graph_cache_mb=0)
+    v = torch.ones(none.numel, dtype=torch.float64)
+    with none.reusing_graphs():
+        a = none.hvp_flat(v)
+        b = none.hvp_flat(v)
+        assert none.cached_graph_bytes() == 0
+    assert calls[0] == 6 and torch.equal(a, b)
+    # room for one graph only: the first batch is kept, the other two recomputed
+    one = LossObjective(model, batch, batch_size=4)
+    with one.reusing_graphs():
+        one.hvp_flat(v)
+        per_graph = one.cached_graph_bytes() / 3
+    calls[0] = 0
+    one.graph_cache_bytes = int(per_graph * 1.5)
+    with one.reusing_graphs():
+        c = one.hvp_flat(v)
+        d = one.hvp_flat(v)
+    assert calls[0] == 3 + 2 and torch.allclose(c, a) and torch.equal(c, d)
+    for bad in (-1, float("nan"), "4096"):
+        with pytest.raises(ValueError, match="graph_cache_mb"):
+            LossObjective(model, batch, graph_cache_mb=bad)
+
+
+def test_hvp_with_batchnorm_folded_into_convolutions_matches_exact() -> None:
+    # conv -> BN pairs inside a Sequential are folded into one convolution of the same parameters, the lone
+    # BN runs as its affine map: the same function, the same Hessian as the native eval-mode layers
+    torch.manual_seed(0)
+    model = ConvBN().double().randomise_statistics().train()
+    batch = audio_batch(model, 10, dtype=torch.float64)
+    h = exact_hessian(model, batch, _ce)
+    v = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    obj = LossObjective(model, batch)
+    assert torch.allclose(obj.hvp_flat(v), h @ v, rtol=1e-8, atol=1e-10)
+    model.eval()
+    with torch.no_grad():
+        ref = model(batch)
+        with affine_batchnorm(model):
+            patched = {n for n, m in model.named_modules() if "forward" in m.__dict__}
+            assert torch.allclose(model(batch), ref, rtol=1e-12, atol=1e-12)
+    assert patched == {"body.0", "body.1", "body.3", "body.4", "bn"}
+    assert not any("forward" in m.__dict__ for m in model.modules())  # every native forward is back
+    assert set(model.state_dict()) == set(ConvBN().state_dict())

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ....metrics.correlation import with_q_values
 from ....reports.document import Section, Table
 from ....reports.layouts import LAYOUTS, ReportLayout, budget_order, fmt_value_ci
 from ....reports.protocol import ProtocolEntries, fmt_eps_star
@@ -36,6 +37,7 @@ _CORR = (
     "target_modality",
     "value",
     "p_value",
+    "q_value",
     "p_method",
     "n",
     "message",
@@ -256,10 +258,10 @@ class GeometryLayout(ReportLayout):
             "and robustness: eps* oriented so that larger = more robust (SNR eps* negated; eps* not reached "
             "in the grid ranks above all reached values), and the mean noise-suite accuracy over the cells "
             "every model of the group has, in the embedding's modality (fused: all). p exact (every "
-            "permutation) up to 9 models. Groups: per dataset, and 'all' when the part holds several (rows "
-            "to which at least two datasets contribute; pooled datasets differ in inputs, budgets and "
-            "models, so a pooled correlation can reflect the datasets rather than the geometry: read the "
-            "per-dataset groups first).",
+            "permutation) up to 9 models; q: Benjamini-Hochberg q-value over every row of the table. "
+            "Groups: per dataset, and 'all' when the part holds several (rows to which at least two datasets "
+            "contribute; pooled datasets differ in inputs, budgets and models, so a pooled correlation can "
+            "reflect the datasets rather than the geometry: read the per-dataset groups first).",
             Table(
                 [
                     "group",
@@ -270,11 +272,12 @@ class GeometryLayout(ReportLayout):
                     "norm",
                     "rho",
                     "p-value",
+                    "q (BH)",
                     "p from",
                     "n",
                     "note",
                 ],
-                [[r.get(k) for k in ("group", *_CORR[:4], "norm", *_CORR[4:])] for r in corr],
+                [[r.get(k) for k in ("group", *_CORR[:4], "norm", *_CORR[4:])] for r in with_q_values(corr)],
             ),
         ]
         for r in corr:
@@ -367,11 +370,12 @@ class GeometryLayout(ReportLayout):
                     "modality",
                     "rho",
                     "p-value",
+                    "q (BH)",
                     "p from",
                     "classes",
                     "note",
                 ],
-                [[r.get(k) for k in ("model", *_CORR)] for r in corr],
+                [[r.get(k) for k in ("model", *_CORR)] for r in with_q_values(corr)],
             ),
         ]
         return Section("Geometry vs robustness across classes", blocks, level=3)

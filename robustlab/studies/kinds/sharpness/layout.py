@@ -9,9 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ....metrics.correlation import with_q_values
 from ....reports.document import Figure, Section, Table
 from ....reports.figures import safe_name
 from ....reports.layouts import LAYOUTS, ReportLayout, fmt_value_ci
+
+#: how the Hessian estimators get their products (robustlab.sharpness.LossObjective.reusing_graphs)
+_HVPS = "double-backward HVPs, gradient graphs kept between products"
 
 #: protocol text of each cell metric: (method, HVP / estimator)
 _METHODS = {
@@ -157,13 +161,13 @@ class SharpnessLayout(ReportLayout):
                 e["iterations"].add(
                     f"{r.get('iters')} (tol {r.get('tol'):g}), top-{len(r.get('values') or [])}"
                 )
-                e["HVP / estimator"] = f"{r.get('method')} iteration, double-backward HVPs"
+                e["HVP / estimator"] = f"{r.get('method')} iteration, {_HVPS}"
             elif metric == "hessian_trace":
                 e["iterations"].add(f"{r.get('samples')} probes")
-                e["HVP / estimator"] = "Hutchinson, double-backward HVPs"
+                e["HVP / estimator"] = f"Hutchinson, {_HVPS}"
             elif metric == "hessian_density":
                 e["iterations"].add(f"{r.get('runs')} x {r.get('iters')} Lanczos steps")
-                e["HVP / estimator"] = "Lanczos, double-backward HVPs"
+                e["HVP / estimator"] = f"Lanczos, {_HVPS}"
             elif metric in ("epsilon_sharpness", "adaptive_sharpness"):
                 e["radii"].add(r.get("radius"))
                 what = "draws" if r.get("case") == "average" else "ascent steps"
@@ -456,6 +460,7 @@ class SharpnessLayout(ReportLayout):
     def _correlations(
         self, rows: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, Any]], figures: Any
     ) -> Section:
+        rows = with_q_values(rows)
         table = [
             [
                 r.get("group"),
@@ -464,6 +469,7 @@ class SharpnessLayout(ReportLayout):
                 r.get("n"),
                 r.get("value"),
                 r.get("p_value"),
+                r.get("q_value"),
                 r.get("p_method"),
                 r.get("kendall_tau"),
                 r.get("kendall_p"),
@@ -476,10 +482,14 @@ class SharpnessLayout(ReportLayout):
             "Rank correlation across models of each measure with eps* (higher = more robust to the attack), "
             "the mean noise accuracy and the generalisation gap. rho: Spearman; tau: Kendall tau-b; "
             "p-values two-sided, exact (every pairing of the models enumerated) for few models, asymptotic "
-            "otherwise (column 'p from'). Group 'all' pools every model of the part (across datasets); a "
-            "dataset's own group appears when it has >= 3 models. An undefined coefficient (n < 3, a "
-            "constant column) is '–' with the reason.",
-            Table(["group", "measure", "target", "n", "rho", "p", "p from", "tau", "p (tau)", "note"], table),
+            "otherwise (column 'p from'); q: Benjamini-Hochberg q-value of rho's p over every row of this "
+            "table (the table runs many tests, so some p < 0.05 are expected by chance: read q). Group 'all' "
+            "pools every model of the part (across datasets); a dataset's own group appears when it has >= 3 "
+            "models. An undefined coefficient (n < 3, a constant column) is '–' with the reason.",
+            Table(
+                ["group", "measure", "target", "n", "rho", "p", "q (BH)", "p from", "tau", "p (tau)", "note"],
+                table,
+            ),
             *[f"Not correlated in group '{r.get('group')}': {r.get('message')}." for r in skipped],
         ]
         scatter = [
