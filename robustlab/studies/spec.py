@@ -536,9 +536,10 @@ def _resolve_models(
     out: list[str] = []
     for entry in listed:
         if any(c in entry for c in "*?["):
-            hits = [m for m in sorted(catalog) if fnmatch.fnmatchcase(m, entry)]
+            # patterns pick classifiers only: "*.base_fsdd" must not pull in the diffusion denoiser of FSDD
+            hits = [m for m in sorted(catalog) if fnmatch.fnmatchcase(m, entry) and catalog[m].classifier]
             if not hits:
-                raise StudyError(f"{where}: model pattern {entry!r} matches no zoo model")
+                raise StudyError(f"{where}: model pattern {entry!r} matches no zoo classifier")
         elif entry in catalog:
             hits = [entry]
         elif _variant_info(entry, catalog) is not None:  # a seed variant <id>@seed<N> of a zoo recipe

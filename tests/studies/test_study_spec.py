@@ -94,8 +94,22 @@ def test_patterns_and_dataset_filter(tmp_path: Path, catalog: dict) -> None:
     p = write(tmp_path, 'kind = "fake_sum"\nmodels = ["*"]\ndatasets = ["otherdata"]\n')
     assert load_study(p, catalog=catalog).parts[0].models == ("other.c",)
     p2 = write(tmp_path, 'kind = "fake_sum"\nmodels = ["nomatch.*"]\n', "s2.toml")
-    with pytest.raises(StudyError, match="matches no zoo model"):
+    with pytest.raises(StudyError, match="matches no zoo classifier"):
         load_study(p2, catalog=catalog)
+
+
+def test_patterns_skip_models_that_are_not_classifiers(tmp_path: Path, catalog: dict) -> None:
+    # the zoo also holds diffusion denoisers ("diffusion.base_fsdd"): "*.base_fsdd" must not select them
+    from robustlab.studies.kinds.base import ModelInfo
+
+    zoo = {**catalog, "den.a": ModelInfo("den.a", "den", "fakedata", ("audio",), classifier=False)}
+    p = write(tmp_path, 'kind = "fake_sum"\nmodels = ["*"]\ndatasets = ["fakedata"]\n')
+    assert load_study(p, catalog=zoo).parts[0].models == ("fake.a", "fake.b")
+    p2 = write(tmp_path, 'kind = "fake_sum"\nmodels = ["den.*"]\n', "s2.toml")
+    with pytest.raises(StudyError, match="matches no zoo classifier"):
+        load_study(p2, catalog=zoo)
+    real = ModelInfo.from_listing({"id": "diffusion.base_fsdd", "arch": "diffusion", "dataset": "fsdd"})
+    assert not real.classifier and ModelInfo.from_listing({"id": "m5.base_fsdd", "arch": "m5"}).classifier
 
 
 def test_parts_and_tier_overrides(tmp_path: Path, catalog: dict) -> None:

@@ -35,12 +35,15 @@ class ModelInfo:
         arch: architecture name.
         dataset: dataset name the model is trained and evaluated on.
         modalities: the inputs the model reads.
+        classifier: its architecture is a registered classifier (`robustlab.models.MODELS`); False for the
+            zoo's other models (the diffusion denoisers), which model patterns such as ``*.base_fsdd`` skip.
     """
 
     id: str
     arch: str
     dataset: str
     modalities: tuple[str, ...]
+    classifier: bool = True
 
     @classmethod
     def from_listing(cls, entry: Mapping[str, Any]) -> ModelInfo:
@@ -48,11 +51,15 @@ class ModelInfo:
         dataset = entry.get("dataset")
         if isinstance(dataset, Mapping):
             dataset = dataset.get("name")
+        from ...models import MODELS
+
+        arch = str(entry.get("arch", str(entry["id"]).split(".")[0]))
         return cls(
             id=str(entry["id"]),
-            arch=str(entry.get("arch", str(entry["id"]).split(".")[0])),
+            arch=arch,
             dataset=str(dataset),
             modalities=tuple(entry.get("modalities") or ("audio",)),
+            classifier=arch in MODELS,
         )
 
 
