@@ -124,15 +124,15 @@ def _val_ci(r: Mapping[str, Any] | None) -> str:
     return f"{r['value']:.3g} {fmt_ci(r)}"
 
 
-def clean_section(rows: Sequence[Mapping[str, Any]]) -> Section:
-    """The "Clean accuracy" section: one row per ``clean_accuracy`` row (model, accuracy, CI, n)."""
+def clean_sections(rows: Sequence[Mapping[str, Any]]) -> list[Section]:
+    """The "Clean accuracy" section (one row per ``clean_accuracy`` row: model, accuracy, CI, n), or none when
+    there is no such row."""
     clean = [r for r in rows if r.get("metric") == "clean_accuracy"]
-    return Section(
-        "Clean accuracy",
-        [Table(["model", "accuracy", "95% CI", "n"], [[r["model"], r.get("value"), fmt_ci(r), r.get("n")]
-                                                      for r in clean])],
-        level=3,
-    )
+    if not clean:
+        return []
+    table = Table(["model", "accuracy", "95% CI", "n"], [[r["model"], r.get("value"), fmt_ci(r), r.get("n")]
+                                                         for r in clean])
+    return [Section("Clean accuracy", [table], level=3)]
 
 
 @LAYOUTS.register("attack_sweep")
@@ -170,8 +170,7 @@ class AttackSweepLayout(ReportLayout):
         return ProtocolEntries.unique(out)
 
     def sections(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> list[Section]:
-        sections: list[Section] = [clean_section(rows)] if any(
-            r.get("metric") == "clean_accuracy" for r in rows) else []
+        sections = clean_sections(rows)
         robust = [r for r in rows if r.get("metric") == "robust_accuracy"]
         if robust:
             sections.append(self._robust(robust, figures))
@@ -313,4 +312,4 @@ class AttackSweepLayout(ReportLayout):
         return Section("Potency (minimal budget)", blocks, level=3)
 
 
-__all__ = ["AttackSweepLayout", "clean_section", "eps_label", "eps_star_label", "grid_label"]
+__all__ = ["AttackSweepLayout", "clean_sections", "eps_label", "eps_star_label", "grid_label"]

@@ -12,7 +12,7 @@ from typing import Any
 from ....reports.document import Section, Table
 from ....reports.layouts import LAYOUTS, ReportLayout, budget_order, fmt_value_ci, value
 from ....reports.protocol import ProtocolEntries
-from ..attack_sweep.layout import clean_section
+from ..attack_sweep.layout import clean_sections
 
 #: display names of the attacked domains
 DOMAIN_LABELS = {"input": "waveform", "features": "features (front-end output)"}
@@ -145,8 +145,7 @@ class DomainsLayout(ReportLayout):
 
     # ------------------------------------------------------------------------------------------ sections
     def sections(self, rows: Sequence[Mapping[str, Any]], figures: Any) -> list[Section]:
-        sections: list[Section] = [clean_section(rows)] if any(
-            r.get("metric") == "clean_accuracy" for r in rows) else []
+        sections = clean_sections(rows)
         dom = [r for r in rows if r.get("domain") is not None]
         if dom:
             sections.append(self._domains(dom, figures))
